@@ -1,0 +1,1 @@
+"""Rasters, palettes, scenes, windowed datasets and datamodules."""

@@ -1,0 +1,138 @@
+"""The LightningDataModule around windowed GeoTIFF scenes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from rsseg.data.dataset import GridWindowDataset, RandomWindowDataset, RandomWindowSampler, SceneReader
+from rsseg.data.labels import ColourLabels, IndexLabels
+from rsseg.data.raster import Scene, check_pair
+from rsseg.data.transforms import Normalize
+from rsseg.errors import ConfigError, DataError
+
+
+class SceneSource(Protocol):
+    """Anything that lists the scenes of a split: synthetic scenes, a dataset folder, a manifest."""
+
+    def split(self, name: str) -> list[Scene]: ...
+
+
+class SegmentationDataModule(L.LightningDataModule):
+    """Random training windows and grid evaluation windows read with rasterio from a ``SceneSource``.
+
+    Every scene is checked up front (files exist, image and label agree in size, CRS and transform, band count
+    matches ``in_channels``) so that bad data stops the run before the first step, with the file named.
+    """
+
+    def __init__(
+        self,
+        scenes: SceneSource,
+        num_classes: int,
+        in_channels: int,
+        class_names: Sequence[str],
+        mean: Sequence[float],
+        std: Sequence[float],
+        palette: Sequence[Sequence[int]] | None = None,
+        label_format: str = "colour",
+        ignore_colours: Sequence[Sequence[int]] = (),
+        label_offset: int = 0,
+        ignore_values: Sequence[int] = (),
+        ignore_index: int = 255,
+        bands: Sequence[int] | None = None,
+        nodata: float | None = None,
+        exclude_from_mean: Sequence[str] = (),
+        tile_size: int = 256,
+        eval_tile_size: int | None = None,
+        train_samples_per_epoch: int = 1000,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        augment: Callable | None = None,
+    ) -> None:
+        super().__init__()
+        if len(class_names) != num_classes:
+            raise ConfigError(f"data.class_names has {len(class_names)} names but data.num_classes={num_classes}")
+        if len(mean) != in_channels or len(std) != in_channels:
+            raise ConfigError(
+                f"data.mean/data.std need one value per input band (in_channels={in_channels}), "
+                f"got {len(mean)} and {len(std)}"
+            )
+        if label_format == "colour":
+            if palette is None or len(palette) != num_classes:
+                raise ConfigError(f"data.palette needs {num_classes} colours for colour-coded labels, got {palette}")
+            self.decode_labels = ColourLabels(palette, ignore_colours, ignore_index)
+        elif label_format == "index":
+            self.decode_labels = IndexLabels(num_classes, label_offset, ignore_values, ignore_index)
+        else:
+            raise ConfigError(f"data.label_format={label_format!r}; expected 'colour' or 'index'")
+        self.scenes = scenes
+        self.num_classes, self.in_channels = num_classes, in_channels
+        self.class_names = list(class_names)
+        self.ignore_index = ignore_index
+        self.bands = list(bands) if bands else None
+        self.tile_size = tile_size
+        self.eval_tile_size = eval_tile_size or tile_size
+        self.train_samples_per_epoch = train_samples_per_epoch
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.augment = augment
+        self.reader = SceneReader(self.decode_labels, Normalize(mean, std), self.bands, nodata, ignore_index)
+        self._splits: dict[str, tuple[list[Scene], list[tuple[int, int]]]] = {}
+
+    def split_scenes(self, name: str) -> tuple[list[Scene], list[tuple[int, int]]]:
+        """The checked scenes of a split and their sizes (cached)."""
+        if name not in self._splits:
+            scenes = self.scenes.split(name)
+            sizes = [check_pair(scene, self.in_channels, self.bands) for scene in scenes]
+            self._splits[name] = (scenes, sizes)
+        return self._splits[name]
+
+    def prepare_data(self) -> None:
+        # Synthetic scenes are generated here, once, on rank 0 before workers start.
+        self.scenes.split("train")
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None):
+            train, train_sizes = self.split_scenes("train")
+            if not train:
+                raise DataError("the training split is empty: no scenes found")
+            self.train_set = RandomWindowDataset(
+                train, train_sizes, self.reader, self.tile_size, self.train_samples_per_epoch, self.seed, self.augment
+            )
+        if stage in ("fit", "validate", None):
+            val, val_sizes = self.split_scenes("val")
+            if not val:
+                raise DataError("the validation split is empty: no scenes found")
+            self.val_set = GridWindowDataset(val, val_sizes, self.reader, self.eval_tile_size)
+        if stage in ("test", None):
+            test, test_sizes = self.split_scenes("test")
+            self.test_set = GridWindowDataset(test, test_sizes, self.reader, self.eval_tile_size)
+
+    def _loader(self, dataset, batch_size: int, **kwargs) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        # drop_last: BatchNorm after image pooling (ASPP) cannot train on a last batch of one window.
+        sampler = RandomWindowSampler(len(self.train_set))
+        return self._loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if not len(self.test_set):
+            raise DataError("the test split is empty: no scenes found")
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)

@@ -1,0 +1,165 @@
+"""Datasets of windows read on the fly from GeoTIFF scenes.
+
+Training draws random windows (``RandomWindowDataset`` with ``RandomWindowSampler``); evaluation covers each
+scene with a regular grid of windows (``GridWindowDataset``) padded past the edges with the ignore index, so
+every labelled pixel is counted exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+from torch.utils.data import Dataset, Sampler
+
+from rsseg.data.raster import RasterPool, Scene, nodata_mask, read_window
+from rsseg.data.transforms import Normalize
+
+Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class SceneReader:
+    """Reads an image window (normalised float32) and its label window (class indices) from a scene.
+
+    Pixels that are nodata in the image (or outside the scene) get ``ignore_index`` in the label, so the loss and
+    the metrics never see them.
+    """
+
+    def __init__(
+        self,
+        decode_labels: Callable[[np.ndarray, str], np.ndarray] | None,
+        normalize: Normalize,
+        bands: Sequence[int] | None = None,
+        nodata: float | None = None,
+        ignore_index: int = 255,
+    ) -> None:
+        self.decode_labels = decode_labels
+        self.normalize = normalize
+        self.bands = list(bands) if bands else None
+        self.nodata = nodata
+        self.ignore_index = ignore_index
+        self.pool = RasterPool()
+
+    def read(self, scene: Scene, window: Window) -> tuple[torch.Tensor, torch.Tensor]:
+        handle = self.pool.get(scene.image)
+        pixels = read_window(handle, window, self.bands)
+        label = np.full(pixels.shape[1:], self.ignore_index, dtype=np.uint8)
+        if scene.label is not None and self.decode_labels is not None:
+            label_handle = self.pool.get(scene.label)
+            label_bands = list(range(1, min(label_handle.count, 3) + 1))
+            raw = read_window(label_handle, window, label_bands)
+            inside = _inside_mask(window, handle.height, handle.width)
+            decoded = self.decode_labels(raw[:, inside.any(1)][:, :, inside.any(0)], str(scene.label))
+            label[inside] = decoded.reshape(-1)
+        missing = nodata_mask(handle, pixels, self.nodata)
+        if missing is not None:
+            label[missing] = self.ignore_index
+        return self.normalize(pixels.astype(np.float32)), torch.from_numpy(label.astype(np.int64))
+
+
+def _inside_mask(window: Window, height: int, width: int) -> np.ndarray:
+    rows = np.arange(int(window.row_off), int(window.row_off + window.height))
+    cols = np.arange(int(window.col_off), int(window.col_off + window.width))
+    return ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+
+
+class RandomWindowSampler(Sampler[int]):
+    """Yields ``num_samples`` indices per epoch, distinct from one epoch to the next.
+
+    Index ``epoch * num_samples + i`` seeds the ``i``-th window of an epoch, so windows are reproducible from the
+    seed, change every epoch, and under DDP each rank (which takes its own share of the indices) reads different
+    windows. The epoch advances each time the sampler is iterated; ``set_epoch`` pins it when resuming.
+    """
+
+    def __init__(self, num_samples: int) -> None:
+        self.num_samples = int(num_samples)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        start = self.epoch * self.num_samples
+        self.epoch += 1
+        return iter(range(start, start + self.num_samples))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class RandomWindowDataset(Dataset):
+    """Random ``tile_size`` windows from a list of scenes, scenes chosen in proportion to their area."""
+
+    def __init__(
+        self,
+        scenes: Sequence[Scene],
+        sizes: Sequence[tuple[int, int]],
+        reader: SceneReader,
+        tile_size: int,
+        samples_per_epoch: int,
+        seed: int = 0,
+        augment: Augment | None = None,
+    ) -> None:
+        if not scenes:
+            raise ValueError("no scenes to sample training windows from")
+        self.scenes = list(scenes)
+        self.sizes = [tuple(s) for s in sizes]
+        self.reader = reader
+        self.tile_size = int(tile_size)
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.seed = int(seed)
+        self.augment = augment
+        areas = np.array([h * w for h, w in self.sizes], dtype=np.float64)
+        self.scene_weights = areas / areas.sum()
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def window(self, index: int) -> tuple[int, Window]:
+        """The scene and window drawn for ``index`` (a pure function of seed and index)."""
+        rng = np.random.default_rng([self.seed, int(index)])
+        scene = int(rng.choice(len(self.scenes), p=self.scene_weights))
+        height, width = self.sizes[scene]
+        row = int(rng.integers(0, max(height - self.tile_size, 0) + 1))
+        col = int(rng.integers(0, max(width - self.tile_size, 0) + 1))
+        return scene, Window(col, row, self.tile_size, self.tile_size)
+
+    def __getitem__(self, index: int) -> dict:
+        scene, window = self.window(index)
+        image, mask = self.reader.read(self.scenes[scene], window)
+        if self.augment is not None:
+            image, mask = self.augment(image, mask)
+        return {"image": image, "mask": mask}
+
+
+def grid_windows(height: int, width: int, tile_size: int, stride: int | None = None) -> list[Window]:
+    """Windows of ``tile_size`` every ``stride`` pixels covering the whole scene (the last ones reach past it)."""
+    stride = stride or tile_size
+    rows = range(0, max(height - tile_size, 0) + stride, stride) if height > tile_size else [0]
+    cols = range(0, max(width - tile_size, 0) + stride, stride) if width > tile_size else [0]
+    return [Window(c, r, tile_size, tile_size) for r in rows for c in cols if r < height and c < width]
+
+
+class GridWindowDataset(Dataset):
+    """A regular grid of non-overlapping windows over every scene, padded past the edges with the ignore index."""
+
+    def __init__(
+        self, scenes: Sequence[Scene], sizes: Sequence[tuple[int, int]], reader: SceneReader, tile_size: int
+    ) -> None:
+        self.scenes = list(scenes)
+        self.reader = reader
+        self.items = [
+            (index, window)
+            for index, (height, width) in enumerate(sizes)
+            for window in grid_windows(height, width, tile_size)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        scene, window = self.items[index]
+        image, mask = self.reader.read(self.scenes[scene], window)
+        return {"image": image, "mask": mask}

@@ -1,0 +1,62 @@
+"""Learning-rate schedules stepped once per optimisation step, each a ``LambdaLR`` over the run's length.
+
+Every factory takes ``(optimizer, total_steps, ...)`` so the task can build any of them the same way once
+Lightning knows how many steps the run has.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+
+def _warmup(step: int, warmup_steps: int, start_factor: float) -> float | None:
+    if warmup_steps > 0 and step < warmup_steps:
+        return start_factor + (1 - start_factor) * step / warmup_steps
+    return None
+
+
+def poly(optimizer: Optimizer, total_steps: int, power: float = 0.9, warmup_steps: int = 0,
+         warmup_start_factor: float = 0.1, min_factor: float = 0.0) -> LambdaLR:
+    """``lr * (1 - t/T) ** power``, the DeepLab schedule (seed 001 decays SGD 0.007 this way)."""
+
+    def factor(step: int) -> float:
+        warm = _warmup(step, warmup_steps, warmup_start_factor)
+        if warm is not None:
+            return warm
+        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        return max((1 - progress) ** power, min_factor)
+
+    return LambdaLR(optimizer, factor)
+
+
+def cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, warmup_start_factor: float = 0.1,
+           min_factor: float = 0.01) -> LambdaLR:
+    """Linear warm-up then cosine decay to ``min_factor * lr``."""
+
+    def factor(step: int) -> float:
+        warm = _warmup(step, warmup_steps, warmup_start_factor)
+        if warm is not None:
+            return warm
+        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor)
+
+
+def step(optimizer: Optimizer, total_steps: int, milestones: Sequence[float] = (0.5, 0.75), gamma: float = 0.1) -> LambdaLR:
+    """Multiply the lr by ``gamma`` at each milestone, given as fractions of the run."""
+    boundaries = [int(m * total_steps) for m in milestones]
+
+    def factor(current: int) -> float:
+        return gamma ** sum(current >= b for b in boundaries)
+
+    return LambdaLR(optimizer, factor)
+
+
+def constant(optimizer: Optimizer, total_steps: int) -> LambdaLR:
+    """No schedule."""
+    return LambdaLR(optimizer, lambda _: 1.0)

@@ -1,0 +1,168 @@
+"""The LightningModule that trains and evaluates any segmentation ``nn.Module`` built from ``conf/model``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from rsseg.errors import ConfigError
+from rsseg.metrics import SegmentationMetrics, flatten_for_logging
+
+STAGES = ("train", "val", "test")
+
+
+class SegmentationTask(L.LightningModule):
+    """Loss, optimisation, confusion-matrix metrics and logging around a segmentation network.
+
+    The network returns logits ``[B, C, H, W]``; a network with an auxiliary head (PSPNet) returns
+    ``{"out": logits, "aux": aux_logits}`` in training and carries the auxiliary loss weight as ``aux_weight``.
+    The run's resolved config is stored in every checkpoint (``hyper_parameters["cfg"]``) so a checkpoint alone
+    rebuilds the model, its normalisation and its classes (see :func:`load_model_from_checkpoint`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None,
+        num_classes: int,
+        class_names: Sequence[str],
+        ignore_index: int = 255,
+        exclude_from_mean: Sequence[str] = (),
+        cfg: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.class_names = list(class_names)
+        # "train" cannot be a ModuleDict key (it would shadow nn.Module.train), hence the suffix.
+        self.metrics = nn.ModuleDict(
+            {f"{stage}_metrics": SegmentationMetrics(num_classes, class_names, ignore_index, exclude_from_mean)
+             for stage in STAGES}
+        )
+        self.stage_results: dict[str, dict] = {}
+        self.save_hyperparameters({"cfg": cfg or {}})
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        output = self.model(image)
+        return output["out"] if isinstance(output, dict) else output
+
+    def _loss(self, output: torch.Tensor | dict, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(output, dict):
+            return self.loss(output, mask), output
+        logits = output["out"]
+        loss = self.loss(logits, mask)
+        aux = output.get("aux")
+        if aux is not None:
+            if aux.shape[-2:] != mask.shape[-2:]:
+                aux = F.interpolate(aux, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+            loss = loss + float(getattr(self.model, "aux_weight", 0.4)) * self.loss(aux, mask)
+        return loss, logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, logits = self._loss(self.model(batch["image"]), batch["mask"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        self.metrics["train_metrics"].update(logits.detach(), batch["mask"])
+        return loss
+
+    def _evaluate(self, batch: dict, stage: str) -> None:
+        logits = self(batch["image"])
+        loss = self.loss(logits, batch["mask"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(logits), sync_dist=True)
+        self.metrics[f"{stage}_metrics"].update(logits, batch["mask"])
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _close_stage(self, stage: str) -> None:
+        metric = self.metrics[f"{stage}_metrics"]
+        if not metric.update_called:
+            return
+        result = metric.compute()
+        metric.reset()
+        if self.trainer.sanity_checking:
+            return
+        self.stage_results[stage] = result
+        flat = flatten_for_logging(result, stage)
+        self.log(f"{stage}/miou", flat.pop(f"{stage}/miou"), prog_bar=stage == "val")
+        self.log_dict({k: v for k, v in flat.items() if v == v})
+
+    def on_train_epoch_end(self) -> None:
+        self._close_stage("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._close_stage("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._close_stage("test")
+
+    def configure_optimizers(self) -> dict:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def build_model(model_cfg: DictConfig | dict, offline: bool = False) -> nn.Module:
+    """Instantiate a model config; ``offline`` turns pretrained loading off (weights come from a checkpoint)."""
+    if isinstance(model_cfg, DictConfig):  # resolve against the whole run config (${data.num_classes} ...)
+        model_cfg = OmegaConf.to_container(model_cfg, resolve=True)
+    model_cfg = OmegaConf.create(model_cfg)
+    if offline:
+        for key in ("pretrained", "encoder_weights"):
+            if key in model_cfg:
+                model_cfg[key] = None
+    return instantiate(model_cfg, _convert_="all")
+
+
+def check_class_count(model: nn.Module, num_classes: int, in_channels: int, model_name: str = "model") -> None:
+    """Refuse a model whose output class count differs from the dataset's, before any training step."""
+    declared = getattr(model, "num_classes", None)
+    if declared is None:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            output = model(torch.zeros(1, in_channels, 64, 64))
+        model.train(was_training)
+        declared = (output["out"] if isinstance(output, dict) else output).shape[1]
+    if int(declared) != int(num_classes):
+        raise ConfigError(
+            f"{model_name} predicts {declared} classes but data.num_classes={num_classes}; "
+            f"set model.num_classes to {num_classes} or use the dataset the model was made for"
+        )
+
+
+def load_model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, DictConfig]:
+    """Rebuild the trained network from an rsseg checkpoint alone; returns ``(model.eval(), cfg)``."""
+    from rsseg.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        checkpoint: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise DataError(f"{path}: not a readable rsseg checkpoint ({str(error).splitlines()[0]})") from None
+    cfg = checkpoint.get("hyper_parameters", {}).get("cfg")
+    if not cfg or "model" not in cfg or "data" not in cfg:
+        raise DataError(f"{path}: checkpoint holds no rsseg training config (hyper_parameters.cfg with model and data)")
+    cfg = OmegaConf.create(cfg)
+    model = build_model(cfg.model, offline=True)
+    state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(state)
+    return model.to(map_location).eval(), cfg

@@ -1,0 +1,67 @@
+"""Training end to end on small synthetic scenes: fast_dev_run of train.py, a loss that falls, bad input."""
+
+import json
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+
+from rsseg.errors import ConfigError
+from rsseg.train import train
+from tests.conftest import REPO, SMALL_DATA
+
+SMALL_MODEL = ["model=smp_deeplabv3plus"]
+
+
+def test_fast_dev_run_of_train_py_writes_results(tmp_path, cache_dir):
+    run = subprocess.run(
+        [sys.executable, "train.py", "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}",
+         f"paths.cache_dir={cache_dir}", "callbacks.rich_progress_bar=null", *SMALL_DATA],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["metrics"]["val"]["per_class"]) == {"built-up", "road", "farmland", "forest", "meadow", "water"}
+    assert results["steps"] == 1 and results["params"] > 1_000_000
+    assert results["mib"] == pytest.approx(results["params"] * 4 / 2**20, abs=0.01)
+    assert results["config"]["data"]["num_classes"] == 6
+    assert "mIoU" in run.stdout
+
+
+def test_training_lowers_the_loss_and_checkpoints_rebuild_the_model(train_config, tmp_path):
+    import csv
+
+    from rsseg.task import load_model_from_checkpoint
+
+    cfg = train_config(*SMALL_MODEL, "logger=csv", "trainer.max_epochs=6", "data.train_samples_per_epoch=16",
+                       "aug=none", "optimizer.lr=2e-3", "scheduler=constant")
+    results = train(cfg)
+    assert results["epochs"] == 6 and results["steps"] == 24
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")))
+    epoch_losses = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
+    assert len(epoch_losses) == 6
+    assert epoch_losses[-1] < 0.9 * epoch_losses[0]
+    best = results["checkpoint"]
+    assert best and best.endswith(".ckpt")
+    model, stored = load_model_from_checkpoint(best)
+    assert stored.data.class_names[0] == "built-up"
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 6, 64, 64)
+
+
+def test_class_count_mismatch_stops_before_training(train_config):
+    cfg = train_config(*SMALL_MODEL, "model.classes=4")
+    with pytest.raises(ConfigError, match="predicts 4 classes but data.num_classes=6"):
+        train(cfg)
+
+
+def test_bad_input_exits_with_one_line(tmp_path, cache_dir):
+    run = subprocess.run(
+        [sys.executable, "train.py", *SMALL_MODEL, "model.classes=4", f"hydra.run.dir={tmp_path}",
+         f"paths.cache_dir={cache_dir}", *SMALL_DATA],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].startswith("error: smp_deeplabv3plus predicts 4 classes but data.num_classes=6")

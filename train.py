@@ -1,0 +1,18 @@
+"""Train a segmentation model: ``python train.py model=mst_deeplab data=gid`` (see README)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from rsseg.app import run_guarded
+from rsseg.train import train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    results = run_guarded(train, cfg)
+    # Sweepers (Optuna) optimise the returned value.
+    return results["metrics"].get("val", {}).get("miou")
+
+
+if __name__ == "__main__":
+    main()
