@@ -15,8 +15,9 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
-from rsseg.task import SegmentationTask, build_model
-from tests.conftest import compose_config
+from rsseg.config import compose_config
+from rsseg.models.hub import instantiate_model
+from rsseg.task import SegmentationTask
 
 
 class Batches(Dataset):
@@ -64,7 +65,7 @@ class StepTimer(L.Callback):
 def task_loop(cfg, batches) -> float:
     torch.manual_seed(0)
     task = SegmentationTask(
-        model=build_model(cfg.model), loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer),
+        model=instantiate_model(cfg.model), loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler), num_classes=cfg.data.num_classes, class_names=cfg.data.class_names,
     )
     timer = StepTimer()
@@ -91,7 +92,7 @@ def main() -> None:
     bare_times, task_times = [], []
     for _ in range(args.repeats):  # alternate so that drift in machine load hits both loops alike
         torch.manual_seed(0)
-        model = build_model(cfg.model)
+        model = instantiate_model(cfg.model)
         bare_times.append(bare_loop(model, instantiate(cfg.loss), instantiate(cfg.optimizer)(params=model.parameters()), batches))
         task_times.append(task_loop(cfg, batches))
     bare, task = min(bare_times), min(task_times)

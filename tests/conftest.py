@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+
+from rsseg.config import compose_config  # noqa: F401 - re-exported for the tests
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -39,13 +39,6 @@ def cache_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("rsseg-cache")
     os.environ["RSSEG_CACHE"] = str(path)
     return path
-
-
-def compose_config(config_name: str, overrides: list[str]):
-    """Compose a config of conf/ exactly as the entry points would, outside a running Hydra app."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
 
 
 @pytest.fixture

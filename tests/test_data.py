@@ -7,7 +7,13 @@ import torch
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from rsseg.data.dataset import GridWindowDataset, RandomWindowDataset, RandomWindowSampler, SceneReader, grid_windows
+from rsseg.data.dataset import (
+    GridWindowDataset,
+    RandomWindowDataset,
+    RandomWindowSampler,
+    SceneReader,
+    grid_windows,
+)
 from rsseg.data.labels import ColourLabels, IndexLabels
 from rsseg.data.raster import Scene, check_pair, read_window
 from rsseg.data.synthetic import PALETTE, SyntheticScenes, generate_scene

@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import lightning as L
 import pytest
 import torch
 
@@ -65,3 +64,19 @@ def test_bad_input_exits_with_one_line(tmp_path, cache_dir):
     )
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith("error: smp_deeplabv3plus predicts 4 classes but data.num_classes=6")
+
+
+def test_wandb_logger_works_offline_without_a_key(train_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = train_config(*SMALL_MODEL, "logger=wandb", "+trainer.max_steps=1", "+trainer.limit_val_batches=1",
+                       "validate_best=false")
+    results = train(cfg)
+    assert results["steps"] == 1
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+
+
+def test_rsseg_command_without_a_subcommand_prints_usage():
+    run = subprocess.run([sys.executable, "-m", "rsseg.cli"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "usage: rsseg {train|eval|predict|prepare}" in run.stderr

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from rsseg.app import run_guarded
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from rsseg.config import CONF_DIR
 
 # sub-command -> (primary config, module, function taking the composed config)
 COMMANDS = {

@@ -9,12 +9,12 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from rsseg.errors import ConfigError
 from rsseg.metrics import SegmentationMetrics, flatten_for_logging
+from rsseg.models.hub import instantiate_model
 
 STAGES = ("train", "val", "test")
 
@@ -118,18 +118,6 @@ class SegmentationTask(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def build_model(model_cfg: DictConfig | dict, offline: bool = False) -> nn.Module:
-    """Instantiate a model config; ``offline`` turns pretrained loading off (weights come from a checkpoint)."""
-    if isinstance(model_cfg, DictConfig):  # resolve against the whole run config (${data.num_classes} ...)
-        model_cfg = OmegaConf.to_container(model_cfg, resolve=True)
-    model_cfg = OmegaConf.create(model_cfg)
-    if offline:
-        for key in ("pretrained", "encoder_weights"):
-            if key in model_cfg:
-                model_cfg[key] = None
-    return instantiate(model_cfg, _convert_="all")
-
-
 def check_class_count(model: nn.Module, num_classes: int, in_channels: int, model_name: str = "model") -> None:
     """Refuse a model whose output class count differs from the dataset's, before any training step."""
     declared = getattr(model, "num_classes", None)
@@ -162,7 +150,7 @@ def load_model_from_checkpoint(path: str | Path, map_location: str | torch.devic
     if not cfg or "model" not in cfg or "data" not in cfg:
         raise DataError(f"{path}: checkpoint holds no rsseg training config (hyper_parameters.cfg with model and data)")
     cfg = OmegaConf.create(cfg)
-    model = build_model(cfg.model, offline=True)
+    model = instantiate_model(cfg.model, offline=True)
     state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)
     return model.to(map_location).eval(), cfg

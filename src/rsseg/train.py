@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -15,10 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 import rsseg
 from rsseg.callbacks.throughput import TrainThroughput
 from rsseg.metrics import format_table
+from rsseg.models.hub import instantiate_model
+from rsseg.models.profile import count_gflops, model_size
 from rsseg.results import git_commit, write_results
-from rsseg.task import SegmentationTask, build_model, check_class_count
-
-log = logging.getLogger(__name__)
+from rsseg.task import SegmentationTask, check_class_count
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -33,12 +31,6 @@ def hydra_choice(group: str) -> str | None:
         return HydraConfig.get().runtime.choices.get(group)
     except ValueError:
         return None
-
-
-def model_size(model: torch.nn.Module) -> tuple[int, float]:
-    """Parameter count and size in MiB (params x 4 bytes / 2^20), the convention of the papers' tables."""
-    params = sum(p.numel() for p in model.parameters())
-    return params, params * 4 / 2**20
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
@@ -58,7 +50,7 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     out = output_dir(cfg)
     datamodule = build_datamodule(cfg)
-    model = build_model(cfg.model)
+    model = instantiate_model(cfg.model)
     check_class_count(model, cfg.data.num_classes, cfg.data.in_channels, hydra_choice("model") or "model")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     task = SegmentationTask(
@@ -96,7 +88,7 @@ def train(cfg: DictConfig) -> dict:
         "checkpoint": ckpt,
         "params": params,
         "mib": round(mib, 2),
-        "gflops": _gflops(model, cfg),
+        "gflops": round(count_gflops(model, int(cfg.data.tile_size), cfg.data.in_channels), 2),
         "wall_time_s": round(time.perf_counter() - started, 1),
         "train_images": throughput.images,
         "train_images_per_s": round(throughput.images_per_second, 2),
@@ -114,21 +106,3 @@ def train(cfg: DictConfig) -> dict:
             f"{results['wall_time_s']} s; results: {path}"
         )
     return results
-
-
-def _gflops(model: torch.nn.Module, cfg: DictConfig) -> float | None:
-    """GFLOPs of one forward pass at the training tile size (counted by torch's FLOP counter)."""
-    try:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        size = int(cfg.data.get("tile_size", 256))
-        was_training = model.training
-        model.eval()
-        counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
-            model(torch.zeros(1, cfg.data.in_channels, size, size, device=next(model.parameters()).device))
-        model.train(was_training)
-        return round(counter.get_total_flops() / 1e9, 2)
-    except Exception:  # noqa: BLE001 - a model the counter cannot trace still trains; the figure is optional
-        log.warning("could not count FLOPs for this model")
-        return None

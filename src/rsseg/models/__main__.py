@@ -1,0 +1,55 @@
+"""``python -m rsseg.models [--json] [--size 512] [--num-classes 6]``: size and compute of every named model.
+
+Models are composed from ``conf/model`` (``num_classes`` 6, ``in_channels`` 3, ``pretrained`` null) and built
+on the meta device, so nothing is downloaded or computed. Params, MiB (params x 4 / 2^20) and GFLOPs
+(2 x multiply-accumulates / 1e9, FlopCounterMode) at ``--size`` x ``--size``; see :mod:`rsseg.models.profile`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from rsseg.models.hub import NAMED_MODELS, build_model
+from rsseg.models.profile import count_gflops, model_size
+
+
+def profile_named_models(size: int = 512, num_classes: int = 6, names=NAMED_MODELS) -> list[dict]:
+    """``[{"name", "params", "mib", "gflops"}]`` for the named models, built on the meta device."""
+    rows = []
+    for name in names:
+        with torch.device("meta"):
+            model = build_model(name, num_classes=num_classes, in_channels=3, pretrained=None)
+        params, mib = model_size(model)
+        rows.append(
+            {
+                "name": name,
+                "params": params,
+                "mib": round(mib, 2),
+                "gflops": round(count_gflops(model, size), 2),
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict], size: int) -> str:
+    lines = [f"{'model':<26} {'params':>13} {'MiB':>9} {f'GFLOPs@{size}':>12}"]
+    lines += [f"{r['name']:<26} {r['params']:>13,} {r['mib']:>9.2f} {r['gflops']:>12.2f}" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m rsseg.models", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument("--size", type=int, default=512, help="input height and width for GFLOPs")
+    parser.add_argument("--num-classes", type=int, default=6)
+    parser.add_argument("models", nargs="*", default=list(NAMED_MODELS), help="model config names")
+    args = parser.parse_args(argv)
+    rows = profile_named_models(args.size, args.num_classes, args.models)
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows, args.size))
+
+
+if __name__ == "__main__":
+    main()
