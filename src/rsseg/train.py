@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 import rsseg
@@ -65,8 +66,10 @@ def train(cfg: DictConfig) -> dict:
         cfg=resolved,
     )
     throughput = TrainThroughput()
-    callbacks = _instantiate_group(cfg.get("callbacks")) + [throughput]
     loggers = _instantiate_group(cfg.get("logger"))
+    callbacks = _instantiate_group(cfg.get("callbacks")) + [throughput]
+    if not loggers:  # logger=none: there is nowhere to send learning rates
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
