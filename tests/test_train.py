@@ -56,14 +56,31 @@ def test_class_count_mismatch_stops_before_training(train_config):
         train(cfg)
 
 
-def test_bad_input_exits_with_one_line(tmp_path, cache_dir):
+@pytest.mark.parametrize(
+    "case",
+    ["class_count", "missing_dataset_folder", "unknown_option"],
+)
+def test_bad_input_exits_with_one_line(tmp_path, cache_dir, case):
+    # Run as users do (a fresh interpreter), so that nothing a test imported earlier hides a missing registration.
+    args, status, expected = {
+        "class_count": (
+            [*SMALL_MODEL, "model.classes=4", *SMALL_DATA], 2,
+            "error: smp_deeplabv3plus predicts 4 classes but data.num_classes=6",
+        ),
+        "missing_dataset_folder": (
+            [*SMALL_MODEL, "data=vaihingen", f"data.root={tmp_path / 'nowhere'}"], 2,
+            f"error: {tmp_path / 'nowhere'}: vaihingen folder not found (set data.root=/path/to/vaihingen)",
+        ),
+        "unknown_option": (["model=no_such_model"], 1, "In 'train': Could not find 'model/no_such_model'"),
+    }[case]
     run = subprocess.run(
-        [sys.executable, "train.py", *SMALL_MODEL, "model.classes=4", f"hydra.run.dir={tmp_path}",
-         f"paths.cache_dir={cache_dir}", *SMALL_DATA],
+        [sys.executable, "train.py", f"hydra.run.dir={tmp_path}", f"paths.cache_dir={cache_dir}", *args],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
-    assert run.returncode == 2
-    assert run.stderr.strip().splitlines()[-1].startswith("error: smp_deeplabv3plus predicts 4 classes but data.num_classes=6")
+    assert run.returncode == status, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert any(line.startswith(expected) for line in lines), run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
 
 
 def test_wandb_logger_works_offline_without_a_key(train_config, tmp_path, monkeypatch):

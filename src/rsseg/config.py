@@ -8,6 +8,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+import rsseg.data.stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver the data configs use
+
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 

@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 import rsseg
+import rsseg.data.stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver the data configs use
 from rsseg.callbacks.throughput import TrainThroughput
 from rsseg.metrics import format_table
 from rsseg.models.hub import instantiate_model

@@ -8,9 +8,10 @@ from typing import Protocol
 import lightning as L
 from torch.utils.data import DataLoader
 
+from rsseg.data.augment import split_augment
 from rsseg.data.dataset import GridWindowDataset, RandomWindowDataset, RandomWindowSampler, SceneReader
-from rsseg.data.labels import ColourLabels, IndexLabels
-from rsseg.data.raster import Scene, check_pair
+from rsseg.data.labels import build_decoder
+from rsseg.data.raster import Scene, check_pair, scene_size
 from rsseg.data.transforms import Normalize
 from rsseg.errors import ConfigError, DataError
 
@@ -26,6 +27,12 @@ class SegmentationDataModule(L.LightningDataModule):
 
     Every scene is checked up front (files exist, image and label agree in size, CRS and transform, band count
     matches ``in_channels``) so that bad data stops the run before the first step, with the file named.
+
+    ``root`` and ``stats_file`` are recorded for reports (the data configs pass ``root`` on to their scene source
+    and read ``mean``/``std`` from ``stats_file`` through the ``rsseg.stats`` resolver). ``sampling:
+    class_balanced`` draws training windows centred on rare classes more often (``rsseg.data.sampling``).
+    ``eval_stride`` below ``eval_tile_size`` makes the evaluation grid overlap. A batch-level augmentation (RICAP,
+    or a ``Chain`` holding one) is applied to training batches in ``on_after_batch_transfer``.
     """
 
     def __init__(
@@ -53,8 +60,16 @@ class SegmentationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         augment: Callable | None = None,
+        root: str | None = None,
+        stats_file: str | None = None,
+        eval_stride: int | None = None,
+        sampling: str = "uniform",
+        class_balance: float = 0.5,
+        class_balance_cell: int | None = None,
     ) -> None:
         super().__init__()
+        if sampling not in ("uniform", "class_balanced"):
+            raise ConfigError(f"data.sampling={sampling!r}; expected 'uniform' or 'class_balanced'")
         if len(class_names) != num_classes:
             raise ConfigError(f"data.class_names has {len(class_names)} names but data.num_classes={num_classes}")
         if len(mean) != in_channels or len(std) != in_channels:
@@ -62,14 +77,9 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"data.mean/data.std need one value per input band (in_channels={in_channels}), "
                 f"got {len(mean)} and {len(std)}"
             )
-        if label_format == "colour":
-            if palette is None or len(palette) != num_classes:
-                raise ConfigError(f"data.palette needs {num_classes} colours for colour-coded labels, got {palette}")
-            self.decode_labels = ColourLabels(palette, ignore_colours, ignore_index)
-        elif label_format == "index":
-            self.decode_labels = IndexLabels(num_classes, label_offset, ignore_values, ignore_index)
-        else:
-            raise ConfigError(f"data.label_format={label_format!r}; expected 'colour' or 'index'")
+        self.decode_labels = build_decoder(
+            label_format, num_classes, palette, ignore_colours, label_offset, ignore_values, ignore_index
+        )
         self.scenes = scenes
         self.num_classes, self.in_channels = num_classes, in_channels
         self.class_names = list(class_names)
@@ -82,7 +92,10 @@ class SegmentationDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.seed = seed
-        self.augment = augment
+        self.augment, self.batch_augment = split_augment(augment)
+        self.root, self.stats_file = root, stats_file
+        self.eval_stride = eval_stride
+        self.sampling, self.class_balance, self.class_balance_cell = sampling, class_balance, class_balance_cell
         self.reader = SceneReader(self.decode_labels, Normalize(mean, std), self.bands, nodata, ignore_index)
         self._splits: dict[str, tuple[list[Scene], list[tuple[int, int]]]] = {}
 
@@ -90,7 +103,14 @@ class SegmentationDataModule(L.LightningDataModule):
         """The checked scenes of a split and their sizes (cached)."""
         if name not in self._splits:
             scenes = self.scenes.split(name)
-            sizes = [check_pair(scene, self.in_channels, self.bands) for scene in scenes]
+            needed = getattr(self.decode_labels, "bands_needed", None)
+            checked: dict[tuple, tuple[int, int]] = {}  # tile scenes of one raster pair are checked once
+            sizes = []
+            for scene in scenes:
+                key = (scene.image, scene.label)
+                if key not in checked:
+                    checked[key] = check_pair(Scene(scene.image, scene.label, scene.name), self.in_channels, self.bands, needed)
+                sizes.append(scene_size(scene, checked[key]))
             self._splits[name] = (scenes, sizes)
         return self._splits[name]
 
@@ -103,17 +123,32 @@ class SegmentationDataModule(L.LightningDataModule):
             train, train_sizes = self.split_scenes("train")
             if not train:
                 raise DataError("the training split is empty: no scenes found")
-            self.train_set = RandomWindowDataset(
-                train, train_sizes, self.reader, self.tile_size, self.train_samples_per_epoch, self.seed, self.augment
-            )
+            if self.sampling == "class_balanced":
+                from rsseg.data.sampling import ClassBalancedWindowDataset
+
+                self.train_set = ClassBalancedWindowDataset(
+                    train, train_sizes, self.reader, self.tile_size, self.train_samples_per_epoch, self.seed,
+                    self.augment, num_classes=self.num_classes, alpha=self.class_balance, cell=self.class_balance_cell,
+                )
+            else:
+                self.train_set = RandomWindowDataset(
+                    train, train_sizes, self.reader, self.tile_size, self.train_samples_per_epoch, self.seed, self.augment
+                )
         if stage in ("fit", "validate", None):
             val, val_sizes = self.split_scenes("val")
             if not val:
                 raise DataError("the validation split is empty: no scenes found")
-            self.val_set = GridWindowDataset(val, val_sizes, self.reader, self.eval_tile_size)
+            self.val_set = GridWindowDataset(val, val_sizes, self.reader, self.eval_tile_size, self.eval_stride)
         if stage in ("test", None):
             test, test_sizes = self.split_scenes("test")
-            self.test_set = GridWindowDataset(test, test_sizes, self.reader, self.eval_tile_size)
+            self.test_set = GridWindowDataset(test, test_sizes, self.reader, self.eval_tile_size, self.eval_stride)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # Batch-level augmentation (RICAP) on training batches only, on the device the batch now lives on.
+        trainer = getattr(self, "trainer", None)
+        if self.batch_augment is not None and trainer is not None and trainer.training:
+            batch = self.batch_augment(batch)
+        return batch
 
     def _loader(self, dataset, batch_size: int, **kwargs) -> DataLoader:
         return DataLoader(

@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from torch.utils.data import Dataset, Sampler
 
-from rsseg.data.raster import RasterPool, Scene, nodata_mask, read_window
+from rsseg.data.raster import RasterPool, Scene, nodata_mask, read_label_window, read_window
 from rsseg.data.transforms import Normalize
+from rsseg.errors import DataError
 
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -43,14 +45,16 @@ class SceneReader:
         self.pool = RasterPool()
 
     def read(self, scene: Scene, window: Window) -> tuple[torch.Tensor, torch.Tensor]:
+        """``window`` is in the scene's pixels: for a scene that is a part of a raster, relative to that part."""
         handle = self.pool.get(scene.image)
-        pixels = read_window(handle, window, self.bands)
+        bounds = scene_bounds(scene, handle.height, handle.width)
+        window = Window(window.col_off + bounds[1], window.row_off + bounds[0], window.width, window.height)
+        pixels = _read_or_fail(scene.image, window, lambda: read_window(handle, window, self.bands, bounds=bounds))
         label = np.full(pixels.shape[1:], self.ignore_index, dtype=np.uint8)
         if scene.label is not None and self.decode_labels is not None:
             label_handle = self.pool.get(scene.label)
-            label_bands = list(range(1, min(label_handle.count, 3) + 1))
-            raw = read_window(label_handle, window, label_bands)
-            inside = _inside_mask(window, handle.height, handle.width)
+            raw = _read_or_fail(scene.label, window, lambda: read_label_window(label_handle, window, bounds))
+            inside = _inside_mask(window, bounds)
             decoded = self.decode_labels(raw[:, inside.any(1)][:, :, inside.any(0)], str(scene.label))
             label[inside] = decoded.reshape(-1)
         missing = nodata_mask(handle, pixels, self.nodata)
@@ -59,10 +63,31 @@ class SceneReader:
         return self.normalize(pixels.astype(np.float32)), torch.from_numpy(label.astype(np.int64))
 
 
-def _inside_mask(window: Window, height: int, width: int) -> np.ndarray:
+def _read_or_fail(path, window: Window, read: Callable[[], np.ndarray]) -> np.ndarray:
+    """Run a raster read; a truncated or corrupt file (which fails here, not when opened) becomes one line."""
+    try:
+        return read()
+    except RasterioError as error:
+        raise DataError(
+            f"{path}: reading window (row {int(window.row_off)}, col {int(window.col_off)}, "
+            f"{int(window.height)}x{int(window.width)}) failed, the file looks corrupt or truncated "
+            f"({str(error).splitlines()[0]})"
+        ) from None
+
+
+def scene_bounds(scene: Scene, height: int, width: int) -> tuple[int, int, int, int]:
+    """``row0, col0, row1, col1`` of the part of the raster a scene covers (all of it unless it has a window)."""
+    if scene.window is None:
+        return 0, 0, height, width
+    row, col, h, w = scene.window
+    return row, col, row + h, col + w
+
+
+def _inside_mask(window: Window, bounds: tuple[int, int, int, int]) -> np.ndarray:
+    row0, col0, row1, col1 = bounds
     rows = np.arange(int(window.row_off), int(window.row_off + window.height))
     cols = np.arange(int(window.col_off), int(window.col_off + window.width))
-    return ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+    return ((rows >= row0) & (rows < row1))[:, None] & ((cols >= col0) & (cols < col1))[None, :]
 
 
 class RandomWindowSampler(Sampler[int]):
@@ -143,17 +168,27 @@ def grid_windows(height: int, width: int, tile_size: int, stride: int | None = N
 
 
 class GridWindowDataset(Dataset):
-    """A regular grid of non-overlapping windows over every scene, padded past the edges with the ignore index."""
+    """A regular grid of windows over every scene, padded past the edges with the ignore index.
+
+    Non-overlapping by default (every labelled pixel counted once); a ``stride`` below ``tile_size`` gives
+    overlapping windows, whose shared pixels are then counted once per window, as mmsegmentation's evaluation
+    on stride-256 patches does.
+    """
 
     def __init__(
-        self, scenes: Sequence[Scene], sizes: Sequence[tuple[int, int]], reader: SceneReader, tile_size: int
+        self,
+        scenes: Sequence[Scene],
+        sizes: Sequence[tuple[int, int]],
+        reader: SceneReader,
+        tile_size: int,
+        stride: int | None = None,
     ) -> None:
         self.scenes = list(scenes)
         self.reader = reader
         self.items = [
             (index, window)
             for index, (height, width) in enumerate(sizes)
-            for window in grid_windows(height, width, tile_size)
+            for window in grid_windows(height, width, tile_size, stride)
         ]
 
     def __len__(self) -> int:

@@ -95,3 +95,22 @@ class IndexLabels:
             )
         classes[ignored] = self.ignore_index
         return classes.astype(np.uint8)
+
+
+def build_decoder(
+    label_format: str,
+    num_classes: int,
+    palette: Sequence[Sequence[int]] | None = None,
+    ignore_colours: Sequence[Sequence[int]] = (),
+    label_offset: int = 0,
+    ignore_values: Sequence[int] = (),
+    ignore_index: int = 255,
+) -> ColourLabels | IndexLabels:
+    """The label decoder a data config describes (``label_format``: colour or index)."""
+    if label_format == "colour":
+        if palette is None or len(palette) != num_classes:
+            raise ConfigError(f"data.palette needs {num_classes} colours for colour-coded labels, got {palette}")
+        return ColourLabels(palette, ignore_colours, ignore_index)
+    if label_format == "index":
+        return IndexLabels(num_classes, label_offset, ignore_values, ignore_index)
+    raise ConfigError(f"data.label_format={label_format!r}; expected 'colour' or 'index'")

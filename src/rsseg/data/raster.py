@@ -3,28 +3,44 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from rsseg.errors import DataError
 
+# GDAL's block cache defaults to 5 % of the RAM per process (and so per DataLoader worker); random windows over a
+# large scene would fill it with blocks that are rarely read twice, and memory would grow with the scene size
+# (benchmarks/data.py). Bound it, unless the user has set GDAL_CACHEMAX (in MB) already.
+os.environ.setdefault("GDAL_CACHEMAX", "128")
+
 
 @dataclass(frozen=True)
 class Scene:
-    """One image raster and its (optional) label raster, with a short name for reports."""
+    """One image raster and its (optional) label raster, with a short name for reports.
+
+    ``window`` (``row_off, col_off, height, width`` in raster pixels) restricts the scene to a part of the
+    rasters: the papers' protocol splits 512 x 512 tiles of the same scenes between training and test, and a tile
+    is then a ``Scene`` with a window. Windows read from such a scene never see pixels outside it.
+    """
 
     image: Path
     label: Path | None = None
     name: str = ""
+    window: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image", Path(self.image))
         if self.label is not None:
             object.__setattr__(self, "label", Path(self.label))
+        if self.window is not None:
+            object.__setattr__(self, "window", tuple(int(v) for v in self.window))
         if not self.name:
             object.__setattr__(self, "name", Path(self.image).stem)
 
@@ -66,8 +82,10 @@ def open_raster(path: str | Path) -> rasterio.DatasetReader:
     if not path.exists():
         raise DataError(f"{path}: file not found")
     try:
-        return rasterio.open(path)
-    except rasterio.errors.RasterioIOError as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # JPEG/PNG scenes carry no georeferencing
+            return rasterio.open(path)
+    except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError) as error:
         raise DataError(f"{path}: not a readable raster ({str(error).splitlines()[0]})") from None
 
 
@@ -76,13 +94,18 @@ def read_window(
     window: Window,
     bands: list[int] | None = None,
     fill: float = 0,
+    bounds: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
-    """Read ``window`` (which may reach past the raster's edges) as ``[bands, h, w]``; outside pixels get ``fill``."""
+    """Read ``window`` (which may reach past the raster's edges) as ``[bands, h, w]``; outside pixels get ``fill``.
+
+    ``bounds`` (``row0, col0, row1, col1``) narrows what counts as inside to a part of the raster (a tile scene).
+    """
     indexes = bands or list(range(1, handle.count + 1))
     row, col = int(window.row_off), int(window.col_off)
     height, width = int(window.height), int(window.width)
-    r0, c0 = max(row, 0), max(col, 0)
-    r1, c1 = min(row + height, handle.height), min(col + width, handle.width)
+    b_r0, b_c0, b_r1, b_c1 = bounds if bounds is not None else (0, 0, handle.height, handle.width)
+    r0, c0 = max(row, b_r0, 0), max(col, b_c0, 0)
+    r1, c1 = min(row + height, b_r1, handle.height), min(col + width, b_c1, handle.width)
     if r0 == row and c0 == col and r1 == row + height and c1 == col + width:
         return handle.read(indexes, window=Window(col, row, width, height))
     out = np.full((len(indexes), height, width), fill, dtype=handle.dtypes[indexes[0] - 1])
@@ -91,6 +114,47 @@ def read_window(
             indexes, window=Window(c0, r0, c1 - c0, r1 - r0)
         )
     return out
+
+
+def is_palette_indexed(handle: rasterio.DatasetReader) -> bool:
+    """A one-band raster whose values index a colour table (palette-mode PNG or GeoTIFF)."""
+    return handle.count == 1 and handle.colorinterp[0] == ColorInterp.palette
+
+
+def palette_lookup(handle: rasterio.DatasetReader) -> np.ndarray:
+    """The colour table of a palette-indexed raster as a ``[3, 256]`` uint8 lookup (missing entries black)."""
+    table = np.zeros((3, 256), dtype=np.uint8)
+    for index, colour in handle.colormap(1).items():
+        if 0 <= index < 256:
+            table[:, index] = colour[:3]
+    return table
+
+
+def read_label_window(
+    handle: rasterio.DatasetReader, window: Window, bounds: tuple[int, int, int, int] | None = None,
+    fill: float = 0,
+) -> np.ndarray:
+    """A label window as stored, ``[1 or 3, h, w]``: palette-indexed rasters come back as RGB through their
+    colour table, RGB(A) rasters as their first three bands, one-band index rasters as they are."""
+    if is_palette_indexed(handle):
+        indices = read_window(handle, window, [1], fill, bounds)[0]
+        return palette_lookup(handle)[:, indices]
+    return read_window(handle, window, list(range(1, min(handle.count, 3) + 1)), fill, bounds)
+
+
+def read_label_decimated(
+    handle: rasterio.DatasetReader, out_shape: tuple[int, int], bounds: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """A nearest-neighbour decimated read of a label raster (or a part of it), ``[1 or 3, out_h, out_w]``.
+
+    GDAL reads only the rows and blocks the decimated grid samples, so this stays cheap on whole scenes.
+    """
+    r0, c0, r1, c1 = bounds if bounds is not None else (0, 0, handle.height, handle.width)
+    window = Window(c0, r0, c1 - c0, r1 - r0)
+    palette = is_palette_indexed(handle)
+    indexes = [1] if palette or handle.count == 1 else [1, 2, 3][: handle.count]
+    raw = handle.read(indexes, window=window, out_shape=(len(indexes), *out_shape), resampling=Resampling.nearest)
+    return palette_lookup(handle)[:, raw[0]] if palette else raw
 
 
 def nodata_mask(handle: rasterio.DatasetReader, pixels: np.ndarray, nodata: float | None) -> np.ndarray | None:
@@ -103,8 +167,34 @@ def nodata_mask(handle: rasterio.DatasetReader, pixels: np.ndarray, nodata: floa
     return (pixels == value).all(0)
 
 
-def check_pair(scene: Scene, expected_bands: int | None, bands: list[int] | None) -> tuple[int, int]:
-    """Check an image/label pair agrees in size, CRS and transform and has the bands the config asks for."""
+def check_pair(
+    scene: Scene, expected_bands: int | None, bands: list[int] | None, label_bands_needed: int | None = None
+) -> tuple[int, int]:
+    """Check an image/label pair agrees in size, CRS and transform and has the bands the config asks for
+    (``label_bands_needed``: 3 for colour-coded labels, counting a palette-indexed raster as RGB).
+
+    Returns the scene's size: the raster's, or its window's when the scene is a part of the raster.
+    """
+    return scene_size(scene, _check_pair(scene, expected_bands, bands, label_bands_needed))
+
+
+def scene_size(scene: Scene, raster_size: tuple[int, int]) -> tuple[int, int]:
+    """The size of a scene on a raster of ``raster_size``: its window's, checked to lie inside, or the raster's."""
+    size = raster_size
+    if scene.window is not None:
+        row, col, height, width = scene.window
+        if row < 0 or col < 0 or height < 1 or width < 1 or row + height > size[0] or col + width > size[1]:
+            raise DataError(
+                f"{scene.image}: window (row {row}, col {col}, {height}x{width}) of scene {scene.name} lies outside "
+                f"the raster ({size[0]}x{size[1]})"
+            )
+        return height, width
+    return size
+
+
+def _check_pair(
+    scene: Scene, expected_bands: int | None, bands: list[int] | None, label_bands_needed: int | None
+) -> tuple[int, int]:
     with open_raster(scene.image) as image:
         count = image.count
         if bands:
@@ -116,6 +206,12 @@ def check_pair(scene: Scene, expected_bands: int | None, bands: list[int] | None
         size = (image.height, image.width)
         if scene.label is not None:
             with open_raster(scene.label) as label:
+                label_bands = 3 if is_palette_indexed(label) else label.count
+                if label_bands_needed and label_bands < label_bands_needed:
+                    raise DataError(
+                        f"{scene.label}: {label.count}-band label raster, but colour-coded labels need "
+                        f"{label_bands_needed} bands (RGB) or a colour table"
+                    )
                 if (label.height, label.width) != size:
                     raise DataError(
                         f"{scene.label}: size {label.height}x{label.width} differs from its image "
