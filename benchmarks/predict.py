@@ -1,0 +1,184 @@
+"""Whole-scene prediction throughput and memory: the streamed pipeline against the bare model on the same tiles.
+
+For each scene size (a square uint8 3-band GeoTIFF, tiled and deflate-compressed, generated once in strips into
+the work folder) a fresh subprocess, so that peak RSS is per scene:
+
+1. runs the whole pipeline (``rsseg.inference.predict_raster`` with the GeoTIFF writer: windowed reads, a reader
+   thread, normalisation, the model, softmax, blending, the strip accumulator, argmax, compressed block writes);
+2. times the bare model on batches of tiles of the same size held in memory (normalised input -> logits, no I/O,
+   no softmax, no blending), before and after the pipeline (the mean of the two: the machine may be shared);
+3. reports tiles/s of both and their ratio (goal >= 0.9 at 25 % overlap), the peak RSS of the subprocess and
+   the size of the strip accumulator (goal: flat in the scene size, under 2 GiB at 20,000 x 20,000).
+
+    python benchmarks/predict.py                      # 5,000, 10,000 and 20,000 px scenes
+    python benchmarks/predict.py --sizes 2000 --tile 256   # a quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_scene(path: Path, size: int, strip: int = 1024) -> None:
+    """A ``size x size`` uint8 3-band GeoTIFF (UTM 50N, 2 m), written strip by strip (never whole in memory)."""
+    import rasterio
+    from affine import Affine
+
+    if path.exists():
+        return
+    tmp = path.with_name(f".{path.name}.partial")
+    profile = {"driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8", "crs": "EPSG:32650",
+               "transform": Affine(2, 0, 500_000, 0, -2, 4_000_000), "tiled": True, "blockxsize": 256,
+               "blockysize": 256, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
+    rng = np.random.default_rng(0)
+    xx = np.arange(size, dtype=np.float32)[None, :]
+    with rasterio.open(tmp, "w", **profile) as dst:
+        for row in range(0, size, strip):
+            n = min(strip, size - row)
+            yy = np.arange(row, row + n, dtype=np.float32)[:, None]
+            bands = [120 + 60 * np.sin(xx / (37.0 + 11 * b)) * np.cos(yy / (53.0 - 7 * b))
+                     + rng.normal(0, 4, (n, size)).astype(np.float32) for b in range(3)]
+            dst.write(np.stack(bands).clip(0, 255).astype(np.uint8), window=((row, row + n), (0, size)))
+    os.replace(tmp, path)
+
+
+def build_model(name: str, classes: int):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    if name == "tiny":  # two convolutions: the pipeline's own cost shows most
+        return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, classes, 3, padding=1))
+    # "small": four convolutions of 16 channels at full resolution (about 1.3 GMAC per 512 px tile)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, classes, 1),
+    )
+
+
+def forward_rate(predictor, tile: int, batch: int, tiles: int) -> float:
+    """Bare model tiles/s on in-memory batches: normalise + forward, nothing else."""
+    import torch
+
+    x = torch.randint(0, 256, (batch, 3, tile, tile), dtype=torch.uint8)
+    with torch.inference_mode():
+        predictor.logits(predictor.normalise(x))  # warm-up
+        if predictor.device.type == "cuda":
+            torch.cuda.synchronize()
+        done, started = 0, time.perf_counter()
+        while done < tiles:
+            predictor.logits(predictor.normalise(x))
+            done += batch
+        if predictor.device.type == "cuda":
+            torch.cuda.synchronize()
+    return done / (time.perf_counter() - started)
+
+
+def child(args: argparse.Namespace) -> None:
+    import rasterio
+    import torch
+
+    from rsseg.inference import GeoTiffSink, OutputPaths, TilePredictor, predict_raster
+    from rsseg.predict import peak_memory
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = build_model(args.model, args.classes)
+    predictor = TilePredictor(model, [120.0] * 3, [50.0] * 3, args.classes, device=args.device,
+                              precision=args.precision, batch_size=args.batch)
+    names = [f"class_{i}" for i in range(args.classes)]
+    sample = max(args.batch * 2, args.forward_tiles)
+    before = forward_rate(predictor, args.tile, args.batch, sample)
+    out = Path(args.out)
+    with rasterio.Env(GDAL_CACHEMAX=64 * 2**20), rasterio.open(args.scene) as handle:
+        sink = GeoTiffSink(OutputPaths(out), handle, names)
+        try:
+            stats = predict_raster(handle, predictor, sink, tile_size=args.tile, overlap=args.overlap, blend="cosine")
+            sink.commit()
+        except BaseException:
+            sink.discard()
+            raise
+    after = forward_rate(predictor, args.tile, args.batch, sample)
+    forward = (before + after) / 2
+    result = {
+        "size": args.size, "tiles": stats.tiles, "seconds": round(stats.seconds, 2),
+        "pipeline_tiles_s": round(stats.tiles_per_second, 2), "forward_tiles_s": round(forward, 2),
+        "forward_before": round(before, 2), "forward_after": round(after, 2),
+        "ratio": round(stats.tiles_per_second / forward, 3),
+        "accumulator_mib": round(stats.accumulator_bytes / 2**20, 1),
+        **{k: round(v, 1) for k, v in peak_memory().items()},
+        "output_mib": round(out.stat().st_size / 2**20, 1),
+    }
+    out.unlink()
+    print("RESULT " + json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 10000, 20000])
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--overlap", type=float, default=0.25)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--classes", type=int, default=6)
+    parser.add_argument("--model", choices=["tiny", "small"], default="small")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--forward-tiles", type=int, default=48, help="tiles timed for the bare forward rate")
+    parser.add_argument("--workdir", type=Path, default=None, help="where scenes are generated (kept; default: temp)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--scene", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rsseg-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for size in args.sizes:
+        scene = workdir / f"scene_{size}.tif"
+        started = time.perf_counter()
+        make_scene(scene, size)
+        print(f"scene {size} x {size}: {scene} ({scene.stat().st_size / 2**20:.0f} MiB, "
+              f"{time.perf_counter() - started:.0f} s to make)", flush=True)
+        command = [sys.executable, __file__, "--child", "--scene", str(scene), "--size", str(size),
+                   "--out", str(workdir / f"pred_{size}.tif"), "--tile", str(args.tile), "--overlap", str(args.overlap),
+                   "--batch", str(args.batch), "--classes", str(args.classes), "--model", args.model,
+                   "--device", args.device, "--precision", args.precision, "--threads", str(args.threads),
+                   "--forward-tiles", str(args.forward_tiles)]
+        run = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+        line = next((ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if run.returncode != 0 or line is None:
+            print(run.stdout[-2000:], run.stderr[-4000:], file=sys.stderr)
+            sys.exit(f"the {size} px run failed")
+        rows.append(json.loads(line[len("RESULT "):]))
+        print(json.dumps(rows[-1]), flush=True)
+
+    print(f"\nmodel {args.model}, tile {args.tile}, overlap {args.overlap}, batch {args.batch}, "
+          f"{args.classes} classes, device {args.device}, precision {args.precision}")
+    header = (f"{'scene':>13} {'tiles':>6} {'seconds':>8} {'pipeline t/s':>13} {'forward t/s':>12} {'ratio':>6} "
+              f"{'peak RSS MiB':>13} {'accum. MiB':>11}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['size']:>6} x{r['size']:>6} {r['tiles']:>6} {r['seconds']:>8} {r['pipeline_tiles_s']:>13} "
+              f"{r['forward_tiles_s']:>12} {r['ratio']:>6} {r['rss_peak_mib']:>13} {r['accumulator_mib']:>11}"
+              + (f"  (CUDA peak {r['cuda_peak_mib']} MiB)" if "cuda_peak_mib" in r else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""Evaluate on full scenes: ``python eval.py ckpt=best.ckpt [data=potsdam protocol=geoseg]`` or score saved
+predictions: ``python eval.py pred=pred/ label=labels/``. See conf/eval.yaml."""
+
+import hydra
+from omegaconf import DictConfig
+
+from rsseg.evaluate import main as evaluate
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""Predict whole georeferenced scenes: ``python predict.py ckpt=best.ckpt input=scene.tif output=classes.tif``.
+
+``input`` may be a GeoTIFF, a folder or a quoted glob; see conf/predict.yaml for tiling, blending, TTA and outputs.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from rsseg.predict import main as predict
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    predict(cfg)
+
+
+if __name__ == "__main__":
+    main()

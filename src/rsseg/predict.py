@@ -1,0 +1,311 @@
+"""Whole-scene prediction: everything ``predict.py`` (and ``rsseg predict``) does.
+
+    python predict.py ckpt=run/checkpoints/best.ckpt input=scene.tif output=scene_classes.tif
+    python predict.py ckpt=best.ckpt input=/data/scenes/ output=/data/pred/ tta=d4 confidence=true cog=true
+
+The checkpoint alone is enough: bands, normalisation, class names and palette come from the training config it
+stores (``hyper_parameters.cfg.data``). See :mod:`rsseg.inference` for how a scene is streamed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rsseg.errors import ConfigError, DataError
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+OUTPUT_KINDS = ("classes", "confidence", "probabilities", "preview")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Inputs and outputs
+# --------------------------------------------------------------------------------------------------------------
+
+
+def list_inputs(spec: str | os.PathLike) -> tuple[list[Path], bool]:
+    """The scenes an ``input=`` names and whether it names a collection: a file, a folder (its rasters, not
+    recursive, hidden files skipped) or a glob pattern (``'scenes/**/*.tif'``)."""
+    text = str(spec)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return [path], False
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir()
+                       if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith("."))
+        if not found:
+            raise DataError(f"{path}: folder holds no raster ({', '.join(RASTER_SUFFIXES)})")
+        return found, True
+    if glob.has_magic(text):
+        found = sorted(Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True)
+                       if Path(p).is_file() and not Path(p).name.startswith("."))
+        if not found:
+            raise DataError(f"{text}: pattern matches no file")
+        return found, True
+    raise DataError(f"{path}: file not found")
+
+
+def output_names(folder: Path, stem: str) -> dict[str, Path]:
+    return {
+        "classes": folder / f"{stem}_classes.tif",
+        "confidence": folder / f"{stem}_confidence.tif",
+        "probabilities": folder / f"{stem}_probabilities.tif",
+        "preview": folder / f"{stem}_preview.png",
+    }
+
+
+def plan_outputs(inputs: list[Path], collection: bool, output: str | None, default_dir: Path,
+                 wanted: set[str]) -> list[dict[str, Path]]:
+    """Output paths per input. One input and ``output=<file>``: that file, companions beside it
+    (``<stem>_confidence.tif`` ... with a trailing ``_classes`` dropped); otherwise ``output`` is a folder of
+    ``<input stem>_classes.tif`` (+ ``_confidence``, ``_probabilities``, ``_preview.png``)."""
+    text = None if output is None else str(output)
+    as_folder = collection or text is None or text.endswith(("/", os.sep)) or Path(text).is_dir()
+    plans = []
+    for path in inputs:
+        if as_folder:
+            names = output_names(Path(text).expanduser() if text else default_dir, path.stem)
+        else:
+            target = Path(text).expanduser()
+            stem = target.stem[: -len("_classes")] if target.stem.endswith("_classes") else target.stem
+            names = output_names(target.parent, stem)
+            names["classes"] = target
+        plans.append({kind: p for kind, p in names.items() if kind in wanted})
+    seen: dict[Path, Path] = {}
+    for path, plan in zip(inputs, plans):
+        for out in plan.values():
+            key = out.resolve()
+            if key in seen:
+                raise ConfigError(f"{path} and {seen[key]} would both write {out}: give scenes distinct names")
+            seen[key] = path
+    return plans
+
+
+def check_outputs(inputs: list[Path], plans: list[dict[str, Path]], overwrite: bool) -> None:
+    """Refuse, before anything is written, to overwrite an input, or an existing output without overwrite."""
+    sources = {p.resolve(): p for p in inputs}
+    for plan in plans:
+        for out in plan.values():
+            if out.resolve() in sources:
+                raise DataError(f"{out}: output would overwrite its input {sources[out.resolve()]}; choose another output")
+            if out.exists() and not overwrite:
+                raise DataError(f"{out}: output exists; pass overwrite=true to replace it")
+
+
+@dataclass
+class ModelSpec:
+    """What prediction needs from a checkpoint's stored training config."""
+
+    num_classes: int
+    in_channels: int
+    class_names: list[str]
+    palette: list | None
+    bands: list[int] | None
+    mean: list[float]
+    std: list[float]
+    nodata: float | None
+    tile_size: int
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, where: str = "checkpoint") -> ModelSpec:
+        data = cfg.get("data")
+        if data is None:
+            raise DataError(f"{where}: stored config has no data section")
+        missing = [k for k in ("num_classes", "in_channels", "class_names", "mean", "std") if data.get(k) is None]
+        if missing:
+            raise DataError(f"{where}: stored config lacks data.{', data.'.join(missing)}")
+        container = OmegaConf.to_container(data, resolve=True)
+        tile = container.get("eval_tile_size") or container.get("tile_size") or 512
+        return cls(
+            num_classes=int(container["num_classes"]),
+            in_channels=int(container["in_channels"]),
+            class_names=[str(n) for n in container["class_names"]],
+            palette=container.get("palette"),
+            bands=list(container["bands"]) if container.get("bands") else None,
+            mean=[float(v) for v in container["mean"]],
+            std=[float(v) for v in container["std"]],
+            nodata=container.get("nodata"),
+            tile_size=int(tile),
+        )
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu"):
+    """``(model, stored cfg, ModelSpec)`` from an rsseg checkpoint (imported lazily: the task pulls Lightning)."""
+    from rsseg.task import load_model_from_checkpoint
+
+    if path is None:
+        raise ConfigError("ckpt= is required: the .ckpt of a trained rsseg model")
+    model, stored = load_model_from_checkpoint(Path(str(path)).expanduser(), map_location="cpu")
+    return model, stored, ModelSpec.from_config(stored, str(path))
+
+
+def _is_rsseg_output(path: Path) -> bool:
+    import rasterio
+
+    try:
+        with rasterio.open(path) as handle:
+            return "RSSEG_OUTPUT" in handle.tags()
+    except Exception:  # noqa: BLE001 - unreadable files are reported when checked
+        return False
+
+
+def check_input(handle, spec: ModelSpec, bands: list[int] | None) -> None:
+    count = handle.count
+    if bands:
+        if min(bands) < 1 or max(bands) > count:
+            raise DataError(f"{handle.name}: bands {bands} requested but the raster has {count} bands")
+        count = len(bands)
+    if count != spec.in_channels:
+        raise DataError(
+            f"{handle.name}: {count} bands but the checkpoint's model expects in_channels={spec.in_channels}"
+            f"{' (set bands=[...] to choose them)' if count > spec.in_channels else ''}"
+        )
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak resident memory of this process (MiB) and, on a GPU, peak allocated CUDA memory (MiB)."""
+    out: dict[str, float] = {}
+    try:
+        import resource
+
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["rss_peak_mib"] = kib / 1024 if sys.platform != "darwin" else kib / 2**20
+    except ImportError:  # Windows
+        import psutil
+
+        out["rss_peak_mib"] = psutil.Process().memory_info().peak_wset / 2**20
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def _default_dir(cfg: DictConfig) -> Path:
+    try:
+        value = OmegaConf.select(cfg, "paths.output_dir")
+    except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra run
+        value = None
+    return Path(value) if value else Path.cwd()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------------------------
+
+
+def predict_scene(handle, predictor, plan: dict[str, Path], spec: ModelSpec, *, tile_size: int, overlap,
+                  blend: str, bands, nodata, cog: bool, preview_size: int, progress: bool, tags: dict):
+    """Predict one opened scene into its outputs (temporaries first, renamed when complete)."""
+    from tqdm import tqdm
+
+    from rsseg.inference import GeoTiffSink, OutputPaths, count_tiles, predict_raster, resolve_overlap
+
+    paths = OutputPaths(plan["classes"], plan.get("confidence"), plan.get("probabilities"), plan.get("preview"))
+    total = count_tiles(handle.height, handle.width, tile_size, resolve_overlap(overlap, tile_size))
+    sink = GeoTiffSink(paths, handle, spec.class_names, spec.palette, cog=cog, preview_size=preview_size, tags=tags)
+    bar = tqdm(total=total, unit="tile", desc=Path(handle.name).name, disable=not progress, file=sys.stderr,
+               dynamic_ncols=True, leave=False)
+    try:
+        stats = predict_raster(handle, predictor, sink, tile_size=tile_size, overlap=overlap, blend=blend,
+                               bands=bands, nodata=nodata, progress=bar.update)
+        bar.close()
+        sink.commit()
+    except BaseException:
+        bar.close()
+        sink.discard()
+        raise
+    return stats
+
+
+def run_predict(cfg: DictConfig) -> dict:
+    """Predict every scene ``cfg.input`` names with ``cfg.ckpt``; returns a summary (also printed)."""
+    import rasterio
+    import torch
+
+    from rsseg.inference import TilePredictor, open_input, resolve_device, resolve_overlap
+
+    started = time.perf_counter()
+    if cfg.get("input") is None:
+        raise ConfigError("input= is required: a GeoTIFF, a folder of them or a glob pattern (quote it)")
+    if cfg.get("ckpt") is None:
+        raise ConfigError("ckpt= is required: the .ckpt of a trained rsseg model")
+    inputs, collection = list_inputs(cfg.input)
+    if collection:  # a folder that already holds rsseg outputs (a re-run into the input folder): skip them
+        inputs = [p for p in inputs if not _is_rsseg_output(p)] or inputs
+    wanted = {"classes"} | {k for k in ("confidence", "probabilities", "preview") if cfg.get(k)}
+    plans = plan_outputs(inputs, collection, cfg.get("output"), _default_dir(cfg), wanted)
+    check_outputs(inputs, plans, bool(cfg.get("overwrite", False)))
+
+    model, stored, spec = load_checkpoint(cfg.ckpt)
+    bands = list(cfg.bands) if cfg.get("bands") else spec.bands
+    nodata = cfg.get("nodata") if cfg.get("nodata") is not None else spec.nodata
+    tile_size = int(cfg.get("tile_size") or spec.tile_size)
+    overlap = cfg.get("overlap", 0.25)
+    resolve_overlap(overlap, tile_size)
+    # Every input is checked before any output is written.
+    for path in inputs:
+        with open_input(path) as handle:
+            check_input(handle, spec, bands)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    device = resolve_device(cfg.get("device", "auto"))
+    predictor = TilePredictor(model, spec.mean, spec.std, spec.num_classes, device, cfg.get("precision", "auto"),
+                              cfg.get("tta", "none"), int(cfg.get("batch_size", 8)))
+    tags = {"RSSEG_CHECKPOINT": str(cfg.ckpt), "RSSEG_TILE_SIZE": str(tile_size), "RSSEG_OVERLAP": str(overlap),
+            "RSSEG_BLEND": str(cfg.get("blend", "cosine")), "RSSEG_TTA": str(cfg.get("tta", "none"))}
+    env = {"GDAL_CACHEMAX": int(cfg.get("gdal_cache_mb", 64)) * 2**20} if cfg.get("gdal_cache_mb") else {}
+    scenes = []
+    with rasterio.Env(**env):
+        for path, plan in zip(inputs, plans):
+            with open_input(path) as handle:
+                stats = predict_scene(
+                    handle, predictor, plan, spec, tile_size=tile_size, overlap=overlap,
+                    blend=cfg.get("blend", "cosine"), bands=bands, nodata=nodata, cog=bool(cfg.get("cog")),
+                    preview_size=int(cfg.get("preview_size", 1024)), progress=bool(cfg.get("progress", True)),
+                    tags=tags,
+                )
+            print(f"{path} -> {plan['classes']}: {stats.height}x{stats.width} px, {stats.tiles} tiles in "
+                  f"{stats.seconds:.1f} s ({stats.tiles_per_second:.1f} tiles/s)")
+            scenes.append({"input": str(path), "outputs": {k: str(v) for k, v in plan.items()},
+                           "tiles": stats.tiles, "seconds": stats.seconds, "height": stats.height,
+                           "width": stats.width, "accumulator_shape": list(stats.accumulator_shape)})
+    tiles = sum(s["tiles"] for s in scenes)
+    predicting = sum(s["seconds"] for s in scenes)
+    seconds = time.perf_counter() - started
+    memory = peak_memory()
+    line = (f"{len(scenes)} scene{'s' * (len(scenes) != 1)}, {tiles} tiles ({tile_size} px, overlap {overlap}, "
+            f"{cfg.get('blend', 'cosine')}, tta {cfg.get('tta', 'none')}) in {predicting:.1f} s "
+            f"({tiles / predicting if predicting else float('nan'):.1f} tiles/s) on {device}, "
+            f"{seconds:.1f} s in all; peak RSS {memory['rss_peak_mib']:.0f} MiB")
+    if "cuda_peak_mib" in memory:
+        line += f", peak CUDA {memory['cuda_peak_mib']:.0f} MiB"
+    print(line)
+    return {"scenes": scenes, "tiles": tiles, "seconds": seconds, "predict_seconds": predicting,
+            "device": str(device), **memory}
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(cfg: DictConfig) -> dict | None:
+    """The Hydra app's body: one-line errors (exit 2); an interrupt leaves no partial output (exit 130)."""
+    import signal
+    import threading
+
+    from rsseg.app import run_guarded
+
+    if threading.current_thread() is threading.main_thread():  # `kill` cleans up like Ctrl-C
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return run_guarded(run_predict, cfg)
+    except KeyboardInterrupt:
+        print("interrupted: the scene in progress was not written", file=sys.stderr)
+        sys.exit(130)
