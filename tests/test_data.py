@@ -99,6 +99,28 @@ def test_random_windows_are_reproducible_and_change_every_epoch(tmp_path):
     assert dataset[0]["image"].shape == (3, 32, 32)
 
 
+def test_worker_processes_open_their_own_handles_and_read_the_same_windows(tmp_path):
+    rng = np.random.default_rng(2)
+    classes = rng.integers(0, 6, (160, 140))
+    _write(tmp_path / "img.tif", rng.integers(0, 255, (3, 160, 140), dtype=np.uint8))
+    _write(tmp_path / "lab.tif", np.asarray(PALETTE, np.uint8)[classes].transpose(2, 0, 1))
+    scene = Scene(tmp_path / "img.tif", tmp_path / "lab.tif")
+    reader = SceneReader(ColourLabels(PALETTE), Normalize([0, 0, 0], [1, 1, 1]))
+    dataset = RandomWindowDataset([scene], [(160, 140)], reader, tile_size=48, samples_per_epoch=12, seed=5)
+    in_process = [dataset[i] for i in range(12)]  # the parent now holds open handles that workers must not share
+    assert reader.pool._open
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=2, shuffle=False)
+    batches = list(loader)
+    images = torch.cat([b["image"] for b in batches])
+    masks = torch.cat([b["mask"] for b in batches])
+    assert images.shape == (12, 3, 48, 48)
+    assert torch.equal(images, torch.stack([s["image"] for s in in_process]))
+    assert torch.equal(masks, torch.stack([s["mask"] for s in in_process]))
+    _, window = dataset.window(7)
+    rows, cols = slice(window.row_off, window.row_off + 48), slice(window.col_off, window.col_off + 48)
+    assert torch.equal(masks[7], torch.from_numpy(classes[rows, cols]))
+
+
 def test_nodata_pixels_become_ignore(tmp_path):
     pixels = np.full((3, 64, 64), 50, np.uint8)
     pixels[:, :10, :] = 0
