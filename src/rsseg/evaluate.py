@@ -30,8 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 
 import rsseg.data.stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver data configs use
 from rsseg.errors import ConfigError, DataError
+from rsseg.inference import NODATA
 
-NODATA = 255
 NAME_SUFFIXES = {
     "classes", "class", "pred", "preds", "prediction", "predictions", "label", "labels", "gt", "mask",
     "noboundary", "rgb", "irrg", "rgbir",
@@ -202,13 +202,9 @@ def _exclude(cfg: DictConfig, data: DictConfig | None) -> list:
 
 
 def _output_dir(cfg: DictConfig) -> Path:
-    if cfg.get("out_dir"):
-        return Path(cfg.out_dir)
-    try:
-        value = OmegaConf.select(cfg, "paths.output_dir")
-    except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra run
-        value = None
-    return Path(value) if value else Path.cwd()
+    from rsseg.predict import run_dir
+
+    return Path(cfg.out_dir) if cfg.get("out_dir") else run_dir(cfg)
 
 
 def _container(cfg: DictConfig) -> dict:
@@ -216,15 +212,6 @@ def _container(cfg: DictConfig) -> dict:
         return OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # noqa: BLE001 - an interpolation that only resolves inside a Hydra run
         return OmegaConf.to_container(cfg, resolve=False)
-
-
-def _choice(group: str) -> str | None:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return HydraConfig.get().runtime.choices.get(group)
-    except Exception:  # noqa: BLE001 - not inside a Hydra run
-        return None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -451,6 +438,7 @@ def run_eval(cfg: DictConfig) -> dict:
     from rsseg.metrics import format_table, metrics_from_confusion
     from rsseg.predict import peak_memory
     from rsseg.results import git_commit, write_results
+    from rsseg.train import hydra_choice
 
     started = time.perf_counter()
     holder: dict = {}
@@ -480,7 +468,7 @@ def run_eval(cfg: DictConfig) -> dict:
 
     metrics = metrics_from_confusion(confusion, class_names, exclude)
     metrics["confusion"] = confusion.tolist()
-    data_name = _choice("data")
+    data_name = hydra_choice("data")
     if data_name is None and data is not None and OmegaConf.select(data, "scenes._target_", default=None):
         data_name = str(OmegaConf.select(data, "scenes._target_")).rsplit(".", 1)[-1]
     payload = {

@@ -43,6 +43,7 @@ from rasterio.windows import Window
 from torch import nn
 
 from rsseg.errors import ConfigError, DataError
+from rsseg.metrics import argmax_classes
 
 NODATA = 255  # class, confidence and probability rasters: 255 is nodata, so classes are 0..254
 BLENDS = ("uniform", "gaussian", "cosine")
@@ -473,17 +474,8 @@ def count_tiles(height: int, width: int, tile_size: int, overlap: int) -> int:
 
 
 def argmax_uint8(scores: torch.Tensor) -> torch.Tensor:
-    """``scores.argmax(0).to(uint8)`` for ``[K, H, W]``; on CPU as K element-wise passes (several times faster
-    than a reduction over the strided class axis), ties to the lowest class as ``argmax``."""
-    if scores.is_cuda:
-        return scores.argmax(0).to(torch.uint8)
-    best = scores[0].clone()
-    index = torch.zeros(best.shape, dtype=torch.uint8)
-    for c in range(1, scores.shape[0]):
-        better = scores[c] > best
-        torch.maximum(best, scores[c], out=best)
-        index.masked_fill_(better, c)
-    return index
+    """``scores.argmax(0)`` of ``[K, H, W]`` scores as uint8 (ties to the lowest class)."""
+    return argmax_classes(scores.unsqueeze(0))[0].to(torch.uint8)
 
 
 def _finalise(acc, weights, mask, sink) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

@@ -187,7 +187,8 @@ def peak_memory() -> dict[str, float]:
     return out
 
 
-def _default_dir(cfg: DictConfig) -> Path:
+def run_dir(cfg: DictConfig) -> Path:
+    """This run's Hydra output folder (``paths.output_dir``), or the working folder outside a Hydra run."""
     try:
         value = OmegaConf.select(cfg, "paths.output_dir")
     except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra run
@@ -240,7 +241,7 @@ def run_predict(cfg: DictConfig) -> dict:
     if collection:  # a folder that already holds rsseg outputs (a re-run into the input folder): skip them
         inputs = [p for p in inputs if not _is_rsseg_output(p)] or inputs
     wanted = {"classes"} | {k for k in ("confidence", "probabilities", "preview") if cfg.get(k)}
-    plans = plan_outputs(inputs, collection, cfg.get("output"), _default_dir(cfg), wanted)
+    plans = plan_outputs(inputs, collection, cfg.get("output"), run_dir(cfg), wanted)
     check_outputs(inputs, plans, bool(cfg.get("overwrite", False)))
 
     model, stored, spec = load_checkpoint(cfg.ckpt)
