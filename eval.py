@@ -4,10 +4,11 @@ predictions: ``python eval.py pred=pred/ label=labels/``. See conf/eval.yaml."""
 import hydra
 from omegaconf import DictConfig
 
+from rsseg.config import CONF_DIR
 from rsseg.evaluate import main as evaluate
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

@@ -6,10 +6,11 @@
 import hydra
 from omegaconf import DictConfig
 
+from rsseg.config import CONF_DIR
 from rsseg.predict import main as predict
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
     predict(cfg)
 

@@ -4,10 +4,11 @@ import hydra
 from omegaconf import DictConfig
 
 from rsseg.app import run_guarded
+from rsseg.config import CONF_DIR
 from rsseg.train import train
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     results = run_guarded(train, cfg)
     # Sweepers (Optuna) optimise the returned value.

@@ -12,7 +12,7 @@ GROUPS = ["data", "model", "aug", "loss", "optimizer", "scheduler", "trainer", "
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
+    return sorted(p.stem for p in (REPO / "src" / "rsseg" / "conf" / group).glob("*.yaml"))
 
 
 CASES = [(group, option) for group in GROUPS for option in options(group)]
@@ -60,7 +60,7 @@ def test_unknown_option_is_refused_with_the_group_named():
 
 def test_config_folders_mirror_the_code():
     # One YAML per option; no stray files that Hydra would silently ignore.
-    for path in (REPO / "conf").rglob("*"):
+    for path in (REPO / "src" / "rsseg" / "conf").rglob("*"):
         if path.is_file():
             assert path.suffix == ".yaml", path
     assert Path(REPO / "train.py").is_file() and Path(REPO / "eval.py").is_file() and Path(REPO / "predict.py").is_file()

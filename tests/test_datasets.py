@@ -172,7 +172,7 @@ def protocol(name: str) -> str:
 
     from tests.conftest import REPO
 
-    defaults = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "train.yaml")).get("defaults", [])
+    defaults = OmegaConf.to_container(OmegaConf.load(REPO / "src" / "rsseg" / "conf" / "train.yaml")).get("defaults", [])
     listed = any(isinstance(d, dict) and "protocol" in d for d in defaults)
     return f"protocol={name}" if listed else f"+protocol={name}"
 

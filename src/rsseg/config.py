@@ -10,7 +10,8 @@ from omegaconf import DictConfig
 
 import rsseg.data.stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver the data configs use
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# The configs ship inside the package, so an installed rsseg finds them wherever it runs.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def compose_config(config_name: str = "train", overrides: list[str] | None = None) -> DictConfig:
