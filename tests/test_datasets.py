@@ -166,17 +166,6 @@ def make_dubai(root: Path) -> dict[str, np.ndarray]:
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
-def protocol(name: str) -> str:
-    """``protocol=<name>`` once conf/train.yaml lists the protocol group in its defaults, ``+protocol=<name>`` before."""
-    from omegaconf import OmegaConf
-
-    from tests.conftest import REPO
-
-    defaults = OmegaConf.to_container(OmegaConf.load(REPO / "src" / "rsseg" / "conf" / "train.yaml")).get("defaults", [])
-    listed = any(isinstance(d, dict) and "protocol" in d for d in defaults)
-    return f"protocol={name}" if listed else f"+protocol={name}"
-
-
 def build(name: str, root: Path, *overrides: str):
     cfg = compose_config("train", [
         f"data={name}", f"data.root={root}", "data.tile_size=32", "data.eval_tile_size=48", "data.num_workers=0",
@@ -249,7 +238,7 @@ def test_vaihingen_standard_split_eroded_evaluation(vaihingen):
 
 def test_vaihingen_geoseg_protocol(vaihingen):
     root, truth = vaihingen
-    cfg, dm = build("vaihingen", root, protocol("geoseg"))
+    cfg, dm = build("vaihingen", root, "protocol=geoseg")
     assert names(dm, "val") == {"area30"}
     assert names(dm, "train") == {f"area{n}" for n in Vaihingen.TRAIN} - {"area30"} and len(names(dm, "train")) == 15
     assert len(names(dm, "test")) == 17
@@ -293,7 +282,7 @@ def test_potsdam_variants_and_geoseg_excludes_7_10(potsdam):
     assert dm4.split_scenes("train")[0][0].image.name.endswith("_RGBIR.tif")
     _, irrg = build("potsdam_irrg", root)
     assert irrg.split_scenes("train")[0][0].image.parent.name == "3_Ortho_IRRG"
-    _, geo = build("potsdam", root, protocol("geoseg"))
+    _, geo = build("potsdam", root, "protocol=geoseg")
     assert names(geo, "val") == {"2_10"} and "7_10" not in names(geo, "train") and len(names(geo, "train")) == 22
     assert "7_10" not in names(geo, "test") | names(geo, "val")
     # Four bands configured, three-band files: refused up front, naming the file.
@@ -303,7 +292,7 @@ def test_potsdam_variants_and_geoseg_excludes_7_10(potsdam):
 
 def test_mmseg_protocol_trains_on_eroded_labels_with_overlapping_evaluation(potsdam):
     root, truth = potsdam
-    cfg, dm = build("potsdam", root, protocol("mmseg"))
+    cfg, dm = build("potsdam", root, "protocol=mmseg")
     assert all(s.label.name.endswith("_noBoundary.tif") for s in dm.split_scenes("train")[0])
     assert cfg.data.eval_stride == 256
 
@@ -325,23 +314,23 @@ def test_gid_rgb_and_nirrgb(gid):
     _, dm4 = build("gid_nirrgb", root, "data.scenes.val_scenes=1")
     check_batches(dm4, 4, 6)
     with pytest.raises(Exception) as error:
-        build("gid", root, protocol("geoseg"))
+        build("gid", root, "protocol=geoseg")
     assert isinstance(rsseg_error(error.value), ConfigError)
     assert "protocol split 'geoseg' is not defined for gid" in str(rsseg_error(error.value))
 
 
 def test_random_tile_protocol_splits_tiles_from_a_seed(gid):
     root, truth = gid
-    cfg, dm = build("gid", root, protocol("random"), "protocol.split_tile_size=32")
+    cfg, dm = build("gid", root, "protocol=random", "protocol.split_tile_size=32")
     train, test = dm.split_scenes("train")[0], dm.split_scenes("test")[0]
     # 96 x 100 scenes: 3 x 3 = 9 tiles of 32 each (remainders dropped), 27 tiles, 80 / 20.
     assert len(train) + len(test) == 27 and len(train) == round(0.8 * 27)
     assert {s.name for s in train}.isdisjoint({s.name for s in test}) and names(dm, "val") == names(dm, "test")
     assert all(s.window[2:] == (32, 32) for s in train + test)
     assert dm.split_scenes("train")[1] == [(32, 32)] * len(train)
-    again = build("gid", root, protocol("random"), "protocol.split_tile_size=32")[1]
+    again = build("gid", root, "protocol=random", "protocol.split_tile_size=32")[1]
     assert names(again, "train") == names(dm, "train")
-    other = build("gid", root, protocol("random"), "protocol.split_tile_size=32", "protocol.split_seed=1")[1]
+    other = build("gid", root, "protocol=random", "protocol.split_tile_size=32", "protocol.split_seed=1")[1]
     assert names(other, "train") != names(dm, "train")
     # Windows of a tile scene never see past the tile: a grid of 48 px over a 32 px tile pads with ignore.
     counts = grid_counts(dm, "test", 6)
@@ -405,7 +394,7 @@ def test_geotiff_folder_any_bands_and_dtype_with_explicit_splits_and_manifest(tm
     assert np.array_equal(grid_counts(dm, "val", 3), direct_counts([truth["c"]], 3))
     manifest = tmp_path / "split.json"
     manifest.write_text('{"train": ["b", "c"], "val": ["a"], "test": []}')
-    _, dm2 = build("geotiff", tmp_path, *common, protocol("manifest"), f"protocol.split_file={manifest}")
+    _, dm2 = build("geotiff", tmp_path, *common, "protocol=manifest", f"protocol.split_file={manifest}")
     assert names(dm2, "train") == {"images/b", "images/c"} and names(dm2, "val") == {"images/a"}
     # A label in another CRS than its image is refused, naming the label file.
     write_tif(tmp_path / "labels" / "b_label.tif", truth["b"][None].astype(np.uint8), crs="EPSG:4326")

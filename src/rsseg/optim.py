@@ -1,7 +1,8 @@
 """Learning-rate schedules stepped once per optimisation step, each a ``LambdaLR`` over the run's length.
 
 Every factory takes ``(optimizer, total_steps, ...)`` so the task can build any of them the same way once
-Lightning knows how many steps the run has.
+Lightning knows how many steps the run has. A warm-up is given in steps (``warmup_steps``) or as a share of the
+run (``warmup_fraction``, which keeps a paper's schedule in shape when the run is shortened).
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 
+def _warmup_length(total_steps: int, warmup_steps: int, warmup_fraction: float | None) -> int:
+    if warmup_fraction is not None:
+        return int(round(float(warmup_fraction) * total_steps))
+    return int(warmup_steps)
+
+
 def _warmup(step: int, warmup_steps: int, start_factor: float) -> float | None:
     if warmup_steps > 0 and step < warmup_steps:
         return start_factor + (1 - start_factor) * step / warmup_steps
@@ -20,8 +27,9 @@ def _warmup(step: int, warmup_steps: int, start_factor: float) -> float | None:
 
 
 def poly(optimizer: Optimizer, total_steps: int, power: float = 0.9, warmup_steps: int = 0,
-         warmup_start_factor: float = 0.1, min_factor: float = 0.0) -> LambdaLR:
+         warmup_start_factor: float = 0.1, min_factor: float = 0.0, warmup_fraction: float | None = None) -> LambdaLR:
     """``lr * (1 - t/T) ** power``, the DeepLab schedule (seed 001 decays SGD 0.007 this way)."""
+    warmup_steps = _warmup_length(total_steps, warmup_steps, warmup_fraction)
 
     def factor(step: int) -> float:
         warm = _warmup(step, warmup_steps, warmup_start_factor)
@@ -34,8 +42,9 @@ def poly(optimizer: Optimizer, total_steps: int, power: float = 0.9, warmup_step
 
 
 def cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, warmup_start_factor: float = 0.1,
-           min_factor: float = 0.01) -> LambdaLR:
+           min_factor: float = 0.01, warmup_fraction: float | None = None) -> LambdaLR:
     """Linear warm-up then cosine decay to ``min_factor * lr``."""
+    warmup_steps = _warmup_length(total_steps, warmup_steps, warmup_fraction)
 
     def factor(step: int) -> float:
         warm = _warmup(step, warmup_steps, warmup_start_factor)

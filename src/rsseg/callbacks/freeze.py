@@ -19,6 +19,8 @@ import logging
 import lightning as L
 from torch import nn
 
+from rsseg.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +44,9 @@ def set_encoder_frozen(encoder: nn.Module, frozen: bool) -> None:
 class FreezeEncoder(L.Callback):
     """Freeze ``pl_module.model.encoder`` for the first ``epochs`` epochs, then unfreeze it.
 
+    ``fraction`` instead of ``epochs`` gives the frozen part as a share of ``trainer.max_epochs`` (the paper's 50 of
+    100 epochs is ``fraction=0.5``), so the schedule keeps its shape when a run is shortened (``scale=cpu``).
+
     Frozen means ``requires_grad=False`` on every encoder parameter and its BatchNorm layers in eval mode
     (their running statistics stay the pretrained ones); the mode is re-applied at every training batch,
     because Lightning puts the whole module back in training mode after each validation. On unfreezing,
@@ -49,20 +54,34 @@ class FreezeEncoder(L.Callback):
     optimizer parameter group.
     """
 
-    def __init__(self, epochs: int, unfreeze_lr: float | None = None) -> None:
+    def __init__(self, epochs: int | None = None, unfreeze_lr: float | None = None, fraction: float | None = None) -> None:
         super().__init__()
-        self.epochs = int(epochs)
+        if (epochs is None) == (fraction is None):
+            raise ConfigError(
+                f"callbacks.freeze_encoder: give epochs or fraction, not both nor neither (epochs={epochs}, "
+                f"fraction={fraction})"
+            )
+        if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
+            raise ConfigError(f"callbacks.freeze_encoder.fraction={fraction}; expected a share of the epochs in [0, 1]")
+        self.epochs = None if epochs is None else int(epochs)
+        self.fraction = None if fraction is None else float(fraction)
         self.unfreeze_lr = unfreeze_lr
         self.frozen = False
 
     def _frozen_now(self, trainer: L.Trainer) -> bool:
-        return trainer.current_epoch < self.epochs
+        return trainer.current_epoch < self.frozen_epochs(trainer)
+
+    def frozen_epochs(self, trainer: L.Trainer) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 0
+        return round(self.fraction * max_epochs)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._frozen_now(trainer):
             set_encoder_frozen(_encoder_of(pl_module), True)
             self.frozen = True
-            log.info("encoder frozen for epochs 0-%d", self.epochs - 1)
+            log.info("encoder frozen for epochs 0-%d", self.frozen_epochs(trainer) - 1)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         encoder = _encoder_of(pl_module)

@@ -16,6 +16,11 @@ from rsseg.data.transforms import Normalize
 from rsseg.errors import ConfigError, DataError
 
 
+def windows_covering(sizes: Sequence[tuple[int, int]], tile_size: int) -> int:
+    """How many ``tile_size`` windows tile scenes of these sizes once (partial windows at the edges count)."""
+    return sum(-(-int(h) // tile_size) * -(-int(w) // tile_size) for h, w in sizes)
+
+
 class SceneSource(Protocol):
     """Anything that lists the scenes of a split: synthetic scenes, a dataset folder, a manifest."""
 
@@ -31,7 +36,8 @@ class SegmentationDataModule(L.LightningDataModule):
     ``root`` and ``stats_file`` are recorded for reports (the data configs pass ``root`` on to their scene source
     and read ``mean``/``std`` from ``stats_file`` through the ``rsseg.stats`` resolver). ``sampling:
     class_balanced`` draws training windows centred on rare classes more often (``rsseg.data.sampling``).
-    ``eval_stride`` below ``eval_tile_size`` makes the evaluation grid overlap. A batch-level augmentation (RICAP,
+    ``eval_stride`` below ``eval_tile_size`` makes the evaluation grid overlap. ``train_samples_per_epoch: null``
+    makes an epoch as many windows as tile the training split once (the papers' epochs over their tiles). A batch-level augmentation (RICAP,
     or a ``Chain`` holding one) is applied to training batches in ``on_after_batch_transfer``.
     """
 
@@ -54,7 +60,7 @@ class SegmentationDataModule(L.LightningDataModule):
         exclude_from_mean: Sequence[str] = (),
         tile_size: int = 256,
         eval_tile_size: int | None = None,
-        train_samples_per_epoch: int = 1000,
+        train_samples_per_epoch: int | None = 1000,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -123,6 +129,8 @@ class SegmentationDataModule(L.LightningDataModule):
             train, train_sizes = self.split_scenes("train")
             if not train:
                 raise DataError("the training split is empty: no scenes found")
+            if self.train_samples_per_epoch is None:
+                self.train_samples_per_epoch = windows_covering(train_sizes, self.tile_size)
             if self.sampling == "class_balanced":
                 from rsseg.data.sampling import ClassBalancedWindowDataset
 
