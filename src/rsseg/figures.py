@@ -130,12 +130,29 @@ class ValidationTiles:
         identity = Normalize([0.0] * spec.in_channels, [1.0] * spec.in_channels)  # keep the raw values
         reader = SceneReader(decoder, identity, bands, nodata, int(stored.data.get("ignore_index", 255)))
         grid = GridWindowDataset(scenes, sizes, reader, spec.tile_size)
-        picked = range(min(count, len(grid)))
+        picked = spread_over_scenes(grid.items, sizes, spec.tile_size, count)
         items = [grid[i] for i in picked]
         names = [f"{scenes[grid.items[i][0]].name} r{int(grid.items[i][1].row_off)} c{int(grid.items[i][1].col_off)}"
                  for i in picked]
         return cls(np.stack([item["image"].numpy() for item in items]),
                    np.stack([item["mask"].numpy() for item in items]), names)
+
+
+def spread_over_scenes(items, sizes, tile_size: int, count: int) -> list[int]:
+    """Indices of ``count`` grid windows taken from one scene after another, each scene's windows that lie wholly
+    inside it first (a window reaching past the scene's edge is mostly padding)."""
+    by_scene: dict[int, list[int]] = {}
+    for index, (scene, window) in enumerate(items):
+        height, width = sizes[scene]
+        inside = window.row_off + tile_size <= height and window.col_off + tile_size <= width
+        by_scene.setdefault(scene, []).append((not inside, index))
+    queues = [[index for _, index in sorted(windows)] for _, windows in sorted(by_scene.items())]
+    picked: list[int] = []
+    while len(picked) < count and any(queues):
+        for queue in queues:
+            if queue and len(picked) < count:
+                picked.append(queue.pop(0))
+    return picked
 
 
 def predict_tiles(model, spec, images: np.ndarray) -> np.ndarray:
@@ -158,8 +175,9 @@ def prediction_grid_figure(tiles: ValidationTiles, predictions: Sequence[tuple[s
     grid = figure.subplots(len(tiles.images), columns, squeeze=False)
     titles = ["image", "label", *(label for label, _ in predictions)]
     for r, image in enumerate(tiles.images):
+        unlabelled = tiles.labels[r] >= k  # outside the scene or ignored: shown black in every panel
         panels = [stretch(image), colourise(tiles.labels[r], palette, k),
-                  *(colourise(classes[r], palette, k) for _, classes in predictions)]
+                  *(colourise(np.where(unlabelled, 255, classes[r]), palette, k) for _, classes in predictions)]
         for c, panel in enumerate(panels):
             axes = grid[r][c]
             axes.imshow(panel, interpolation="nearest")
