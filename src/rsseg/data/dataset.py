@@ -199,6 +199,10 @@ class GridWindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def __iter__(self):
+        # Without this, Python's fallback iteration would run on into the padding index.
+        return (self[index] for index in range(len(self)))
+
     def __getitem__(self, index: int) -> dict:
         if index == len(self.items):
             return self.padding()
