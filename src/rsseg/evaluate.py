@@ -396,7 +396,7 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict) -> tuple:
     total_tiles = sum(count_tiles(h, w, tile_size, overlap_px) for _, _, h, w in regions)
     bar = tqdm(total=total_tiles, unit="tile", desc=f"eval {split}", disable=not cfg.get("progress", True),
                file=sys.stderr, dynamic_ncols=True, leave=False)
-    with rasterio.Env(GDAL_CACHEMAX=int(cfg.get("gdal_cache_mb") or 64) * 2**20):
+    with rasterio.Env(GDAL_CACHEMAX=int(cfg.get("gdal_cache_mb") or 64) * 2**20), bar:  # closed on errors too
         for scene, region in zip(scenes, regions):
             if scene.label is None:
                 raise DataError(f"{scene.image}: scene {scene.name} has no label raster to evaluate against")
@@ -424,7 +424,6 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict) -> tuple:
             total += sink.confusion
             results.append(_scene_result(scene.name, scene.image, scene.label, sink.confusion, spec.class_names,
                                          exclude) | ({"window": list(scene.window)} if scene.window else {}))
-    bar.close()
     info = {"tile_size": tile_size, "overlap": overlap, "overlap_px": overlap_px, "blend": cfg.get("blend", "cosine"),
             "tta": cfg.get("tta", "none"), "precision": str(cfg.get("precision", "auto")), "device": str(device),
             "batch_size": int(cfg.get("batch_size", 8)), "tiles": tiles, "predict_seconds": round(seconds, 2),

@@ -146,10 +146,10 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu"):
 
 
 def _is_rsseg_output(path: Path) -> bool:
-    import rasterio
+    from rsseg.data.raster import open_raster
 
     try:
-        with rasterio.open(path) as handle:
+        with open_raster(path) as handle:
             return "RSSEG_OUTPUT" in handle.tags()
     except Exception:  # noqa: BLE001 - unreadable files are reported when checked
         return False
