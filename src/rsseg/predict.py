@@ -136,11 +136,15 @@ class ModelSpec:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu"):
-    """``(model, stored cfg, ModelSpec)`` from an rsseg checkpoint (imported lazily: the task pulls Lightning)."""
+    """``(model, stored cfg, ModelSpec)`` from an rsseg checkpoint or a model ``rsseg export`` wrote (imported
+    lazily: the task pulls Lightning)."""
+    from rsseg.export import exported_format, load_exported
     from rsseg.task import load_model_from_checkpoint
 
     if path is None:
         raise ConfigError("ckpt= is required: the .ckpt of a trained rsseg model")
+    if exported_format(path):
+        return load_exported(path)
     model, stored = load_model_from_checkpoint(Path(str(path)).expanduser(), map_location="cpu")
     return model, stored, ModelSpec.from_config(stored, str(path))
 
