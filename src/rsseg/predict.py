@@ -229,8 +229,9 @@ def predict_scene(handle, predictor, plan: dict[str, Path], spec: ModelSpec, *, 
     return stats
 
 
-def run_predict(cfg: DictConfig) -> dict:
-    """Predict every scene ``cfg.input`` names with ``cfg.ckpt``; returns a summary (also printed)."""
+def run_predict(cfg: DictConfig, loaded: tuple | None = None) -> dict:
+    """Predict every scene ``cfg.input`` names with ``cfg.ckpt`` (or with ``loaded``, what
+    :func:`load_checkpoint` returns); returns a summary (also printed)."""
     import rasterio
     import torch
 
@@ -248,7 +249,7 @@ def run_predict(cfg: DictConfig) -> dict:
     plans = plan_outputs(inputs, collection, cfg.get("output"), run_dir(cfg), wanted)
     check_outputs(inputs, plans, bool(cfg.get("overwrite", False)))
 
-    model, stored, spec = load_checkpoint(cfg.ckpt)
+    model, stored, spec = loaded or load_checkpoint(cfg.ckpt)
     bands = list(cfg.bands) if cfg.get("bands") else spec.bands
     nodata = cfg.get("nodata") if cfg.get("nodata") is not None else spec.nodata
     tile_size = int(cfg.get("tile_size") or spec.tile_size)
