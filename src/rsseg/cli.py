@@ -107,13 +107,6 @@ def import_from_working_folder() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([cwd, *paths])
 
 
-# The command a process of rsseg's runs in; a process it starts again with the Hydra arguments alone (Lightning
-# starts DDP ranks as `python <program> <arguments> hydra.run.dir=...`) continues the same command.
-COMMAND_ENV = "RSSEG_COMMAND"
-
-# What rsseg itself answers before any command.
-OWN_FLAGS = ("-h", "--help", "help", "--version")
-
 # Hydra's flags after which it prints and exits without running the task.
 PRINT_ONLY_FLAGS = frozenset({"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"})
 
@@ -141,7 +134,6 @@ def run_hydra(command: Command, argv: list[str]) -> None:
     # Hydra reads its arguments from sys.argv; the job is named after the command, as the root scripts are.
     if not any(arg.startswith("hydra.job.name=") for arg in argv):
         argv = [*argv, f"hydra.job.name={command.name}"]
-    os.environ[COMMAND_ENV] = command.name
     sys.argv = [sys.argv[0], *argv]
     app()
 
@@ -151,8 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         print(usage(), file=sys.stderr)
         return 2
-    if argv[0] not in (*COMMANDS, *OWN_FLAGS) and os.environ.get(COMMAND_ENV) in COMMANDS:
-        argv.insert(0, os.environ[COMMAND_ENV])  # a process the command started again (a DDP rank)
     name = argv.pop(0)
     if name in ("-h", "--help", "help"):
         if name == "help" and argv and argv[0] in COMMANDS:
