@@ -3,16 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-from rsseg.app import run_guarded
 from rsseg.config import CONF_DIR
-from rsseg.train import train
+from rsseg.train import main as train
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    results = run_guarded(train, cfg)
-    # Sweepers (Optuna) optimise the returned value.
-    return results["metrics"].get("val", {}).get("miou")
+def main(cfg: DictConfig) -> float:
+    # Sweepers (Optuna) optimise the returned validation mIoU.
+    return train(cfg)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def test_bad_input_exits_with_one_line(tmp_path, cache_dir, case):
 def test_wandb_logger_works_offline_without_a_key(train_config, tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
-    cfg = train_config(*SMALL_MODEL, "logger=wandb", "+trainer.max_steps=1", "+trainer.limit_val_batches=1",
+    cfg = train_config(*SMALL_MODEL, "logger=wandb", "trainer.max_steps=1", "trainer.limit_val_batches=1",
                        "validate_best=false")
     results = train(cfg)
     assert results["steps"] == 1

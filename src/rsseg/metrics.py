@@ -176,6 +176,40 @@ class SegmentationMetrics(Metric):
         return result
 
 
+class SceneConfusion(Metric):
+    """One confusion matrix per evaluation scene, summed across DDP ranks.
+
+    Per-scene matrices are what per-scene scores and the bootstrap intervals over test scenes of ``rsseg.tables``
+    are computed from; their sum is the stage's confusion matrix. ``update`` takes predicted indices ``[B, H, W]``,
+    targets ``[B, H, W]`` and the scene index of each window ``[B]`` (negative: a padding window, left out).
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_scenes: int, num_classes: int, ignore_index: int | None = 255) -> None:
+        super().__init__()
+        self.num_scenes, self.num_classes, self.ignore_index = int(num_scenes), int(num_classes), ignore_index
+        self.add_state(
+            "confusion", default=torch.zeros(self.num_scenes, num_classes, num_classes, dtype=torch.long),
+            dist_reduce_fx="sum",
+        )
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor, scene: torch.Tensor) -> None:
+        k = self.num_classes
+        scene = scene.reshape(-1, 1, 1).expand_as(target).reshape(-1).long()
+        target = target.reshape(-1).long()
+        codes = scene * k * k + target * k + preds.reshape(-1).long()
+        outside = (target < 0) | (target >= k) | (scene < 0) | (scene >= self.num_scenes)
+        if self.ignore_index is not None:
+            outside |= target == self.ignore_index
+        codes.masked_fill_(outside, self.num_scenes * k * k)
+        counts = _bincount(codes, self.num_scenes * k * k + 1)[:-1]
+        self.confusion += counts.reshape(self.num_scenes, k, k).to(self.confusion.device)
+
+    def compute(self) -> torch.Tensor:
+        return self.confusion
+
+
 def flatten_for_logging(metrics: dict, prefix: str) -> dict[str, float]:
     """Scalars to log: ``val/miou`` ... and ``val/iou/<class name>`` per class (NaN classes are skipped)."""
     flat = {f"{prefix}/{key}": value for key, value in metrics.items() if isinstance(value, float)}

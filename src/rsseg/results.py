@@ -13,17 +13,18 @@ import torch
 from rsseg.files import replaced_when_complete
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with tensors, numpy scalars and tuples as JSON types and non-finite floats as None."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, torch.Tensor):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN; an absent class is reported as null
     if hasattr(value, "item") and callable(value.item):
-        return _jsonable(value.item())
+        return jsonable(value.item())
     return value
 
 
@@ -31,7 +32,7 @@ def write_results(path: str | Path, payload: dict) -> Path:
     """Write ``payload`` as JSON atomically: a temporary file in the same folder, then a rename."""
     path = Path(path)
     with replaced_when_complete(path) as tmp, open(tmp, "w") as handle:
-        json.dump(_jsonable(payload), handle, indent=2, allow_nan=False)
+        json.dump(jsonable(payload), handle, indent=2, allow_nan=False)
         handle.write("\n")
     return path
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from rsseg.errors import ConfigError
-from rsseg.metrics import SegmentationMetrics, flatten_for_logging
+from rsseg.metrics import SceneConfusion, SegmentationMetrics, argmax_classes, flatten_for_logging
 from rsseg.models.hub import instantiate_model
 
 STAGES = ("train", "val", "test")
@@ -26,6 +26,9 @@ class SegmentationTask(L.LightningModule):
     ``{"out": logits, "aux": aux_logits}`` in training and carries the auxiliary loss weight as ``aux_weight``.
     The run's resolved config is stored in every checkpoint (``hyper_parameters["cfg"]``) so a checkpoint alone
     rebuilds the model, its normalisation and its classes (see :func:`load_model_from_checkpoint`).
+
+    Validation and test keep, beside the stage's confusion matrix, one matrix per scene of the split (when the
+    batches carry a ``"scene"`` index): ``stage_scenes[stage]`` lists ``{"name", "confusion"}`` per scene.
     """
 
     def __init__(
@@ -51,7 +54,11 @@ class SegmentationTask(L.LightningModule):
             {f"{stage}_metrics": SegmentationMetrics(num_classes, class_names, ignore_index, exclude_from_mean)
              for stage in STAGES}
         )
+        self.ignore_index = ignore_index
+        self.scene_metrics = nn.ModuleDict()
+        self._scene_names: dict[str, list[str]] = {}
         self.stage_results: dict[str, dict] = {}
+        self.stage_scenes: dict[str, list[dict]] = {}
         self.save_hyperparameters({"cfg": cfg or {}})
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -78,9 +85,31 @@ class SegmentationTask(L.LightningModule):
 
     def _evaluate(self, batch: dict, stage: str) -> None:
         logits = self(batch["image"])
-        loss = self.loss(logits, batch["mask"])
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(logits), sync_dist=True)
-        self.metrics[f"{stage}_metrics"].update(logits, batch["mask"])
+        mask = batch["mask"]
+        if bool((mask != self.ignore_index).any()):  # a batch of DDP padding windows has no loss
+            loss = self.loss(logits, mask)
+            self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(logits),
+                     sync_dist=True)
+        preds = argmax_classes(logits)
+        self.metrics[f"{stage}_metrics"].update(preds, mask)
+        if stage in self.scene_metrics and "scene" in batch:
+            self.scene_metrics[stage].update(preds, mask, batch["scene"])
+
+    def _open_scene_metric(self, stage: str, loaders) -> None:
+        """A per-scene confusion metric sized to the scenes of the split being evaluated."""
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        scenes = getattr(getattr(loader, "dataset", None), "scenes", None)
+        if scenes is None:
+            self.scene_metrics.pop(stage, None)
+            return
+        self.scene_metrics[stage] = SceneConfusion(len(scenes), len(self.class_names), self.ignore_index).to(self.device)
+        self._scene_names[stage] = [scene.name for scene in scenes]
+
+    def on_validation_epoch_start(self) -> None:
+        self._open_scene_metric("val", self.trainer.val_dataloaders)
+
+    def on_test_epoch_start(self) -> None:
+        self._open_scene_metric("test", self.trainer.test_dataloaders)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -94,9 +123,16 @@ class SegmentationTask(L.LightningModule):
             return
         result = metric.compute()
         metric.reset()
+        scenes = None
+        if stage in self.scene_metrics:
+            confusions = self.scene_metrics[stage].compute().tolist()
+            scenes = [{"name": name, "confusion": matrix} for name, matrix in zip(self._scene_names[stage], confusions)]
+            self.scene_metrics[stage].reset()
         if self.trainer.sanity_checking:
             return
         self.stage_results[stage] = result
+        if scenes is not None:
+            self.stage_scenes[stage] = scenes
         flat = flatten_for_logging(result, stage)
         self.log(f"{stage}/miou", flat.pop(f"{stage}/miou"), prog_bar=stage == "val")
         self.log_dict({k: v for k, v in flat.items() if v == v})

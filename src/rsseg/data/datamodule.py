@@ -9,7 +9,13 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from rsseg.data.augment import split_augment
-from rsseg.data.dataset import GridWindowDataset, RandomWindowDataset, RandomWindowSampler, SceneReader
+from rsseg.data.dataset import (
+    EvenShardSampler,
+    GridWindowDataset,
+    RandomWindowDataset,
+    RandomWindowSampler,
+    SceneReader,
+)
 from rsseg.data.labels import build_decoder
 from rsseg.data.raster import Scene, check_pair, scene_size
 from rsseg.data.transforms import Normalize
@@ -146,10 +152,12 @@ class SegmentationDataModule(L.LightningDataModule):
             val, val_sizes = self.split_scenes("val")
             if not val:
                 raise DataError("the validation split is empty: no scenes found")
-            self.val_set = GridWindowDataset(val, val_sizes, self.reader, self.eval_tile_size, self.eval_stride)
+            self.val_set = GridWindowDataset(val, val_sizes, self.reader, self.eval_tile_size, self.eval_stride,
+                                             self.in_channels)
         if stage in ("test", None):
             test, test_sizes = self.split_scenes("test")
-            self.test_set = GridWindowDataset(test, test_sizes, self.reader, self.eval_tile_size, self.eval_stride)
+            self.test_set = GridWindowDataset(test, test_sizes, self.reader, self.eval_tile_size, self.eval_stride,
+                                              self.in_channels)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Batch-level augmentation (RICAP) on training batches only, on the device the batch now lives on.
@@ -172,10 +180,18 @@ class SegmentationDataModule(L.LightningDataModule):
         sampler = RandomWindowSampler(len(self.train_set))
         return self._loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
 
+    def _eval_loader(self, dataset: GridWindowDataset) -> DataLoader:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            sampler = EvenShardSampler(dataset, dist.get_world_size(), dist.get_rank())
+            return self._loader(dataset, self.eval_batch_size, sampler=sampler)
+        return self._loader(dataset, self.eval_batch_size, shuffle=False)
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+        return self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
         if not len(self.test_set):
             raise DataError("the test split is empty: no scenes found")
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+        return self._eval_loader(self.test_set)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from rsseg.data.raster import RasterPool, Scene, nodata_mask, read_label_window, read_window
 from rsseg.data.transforms import Normalize
@@ -172,7 +172,9 @@ class GridWindowDataset(Dataset):
 
     Non-overlapping by default (every labelled pixel counted once); a ``stride`` below ``tile_size`` gives
     overlapping windows, whose shared pixels are then counted once per window, as mmsegmentation's evaluation
-    on stride-256 patches does.
+    on stride-256 patches does. Each item carries the index of its scene (``"scene"``) so that per-scene
+    confusion matrices can be kept. Index ``len(dataset)`` is a padding window (every label ignored, scene -1)
+    that :class:`EvenShardSampler` hands to DDP ranks left one window short.
     """
 
     def __init__(
@@ -182,9 +184,12 @@ class GridWindowDataset(Dataset):
         reader: SceneReader,
         tile_size: int,
         stride: int | None = None,
+        in_channels: int | None = None,
     ) -> None:
         self.scenes = list(scenes)
         self.reader = reader
+        self.tile_size = int(tile_size)
+        self.in_channels = in_channels
         self.items = [
             (index, window)
             for index, (height, width) in enumerate(sizes)
@@ -195,6 +200,41 @@ class GridWindowDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
+        if index == len(self.items):
+            return self.padding()
         scene, window = self.items[index]
         image, mask = self.reader.read(self.scenes[scene], window)
-        return {"image": image, "mask": mask}
+        return {"image": image, "mask": mask, "scene": scene}
+
+    def padding(self) -> dict:
+        if self.in_channels is None:
+            raise ValueError("a padding window needs in_channels")
+        size = self.tile_size
+        return {
+            "image": torch.zeros(self.in_channels, size, size),
+            "mask": torch.full((size, size), self.reader.ignore_index, dtype=torch.int64),
+            "scene": -1,
+        }
+
+
+class EvenShardSampler(DistributedSampler):
+    """Evaluation windows shared among DDP ranks without repeating any.
+
+    Rank ``r`` of ``W`` takes windows ``r, r + W, ...``; a rank left one window short gets the dataset's padding
+    index instead, whose labels are all ignored. Every rank then runs the same number of batches (a collective
+    never waits on a rank that has finished) and every labelled pixel is counted exactly once across ranks, so
+    the synchronised confusion matrix equals a single process's. torch's own ``DistributedSampler`` evens the
+    ranks out by repeating windows, which would count them twice.
+    """
+
+    def __init__(self, dataset: GridWindowDataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.per_rank = -(-len(dataset) // num_replicas)
+
+    def __iter__(self) -> Iterator[int]:
+        total = len(self.dataset)
+        mine = list(range(self.rank, total, self.num_replicas))
+        return iter(mine + [total] * (self.per_rank - len(mine)))
+
+    def __len__(self) -> int:
+        return self.per_rank

@@ -1,0 +1,58 @@
+"""DDP under Hydra: how the processes of ranks above 0 are started.
+
+Lightning's DDP launcher starts the other ranks by re-running the script with its original command line. Inside a
+Hydra multirun that command is the whole sweep, so every rank launches every job again and makes its own output
+folders (lightning-hydra-template #393, Lightning #11300); ``rsseg train`` cannot be re-run from ``sys.argv`` at
+all. rsseg starts them as ``python -m rsseg.distributed <job folder>/.rsseg/ddp_config.yaml`` instead: the job's
+resolved config, written by rank 0, from which they build the same model and data without Hydra. They create no
+folders, start no jobs and write nothing (checkpoints, logs and results.json are rank 0's); their metrics reach
+rank 0 through the synchronised confusion matrices. Multi-node runs under SLURM need none of this: srun starts
+every rank itself (``hydra/launcher=submitit_slurm``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from rsseg.results import jsonable
+
+CONFIG_NAME = "ddp_config.yaml"
+_resolved: dict | None = None
+
+
+def start_workers_from(resolved: dict) -> None:
+    """Have Lightning start ranks above 0 from this resolved config (called by rank 0 before the Trainer)."""
+    global _resolved
+    _resolved = resolved
+    from lightning.pytorch.strategies.launchers import subprocess_script
+
+    subprocess_script._hydra_subprocess_cmd = worker_command
+
+
+def worker_command(local_rank: int) -> tuple[list[str], str]:
+    """The command and working folder of the process of ``local_rank`` (Lightning's launcher calls this)."""
+    if _resolved is None:
+        raise RuntimeError("rsseg.distributed.start_workers_from was not called before the DDP launch")
+    path = Path(_resolved["paths"]["output_dir"]) / ".rsseg" / CONFIG_NAME
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".partial")
+        OmegaConf.save(OmegaConf.create(jsonable(_resolved)), tmp)
+        os.replace(tmp, path)
+    return [sys.executable, "-m", "rsseg.distributed", str(path)], os.getcwd()
+
+
+def run_worker(config_path: str) -> None:
+    """The body of a rank above 0: train from the stored config (Lightning's environment variables give the rank)."""
+    from rsseg.train import train
+
+    cfg = OmegaConf.load(config_path)
+    train(cfg)
+
+
+if __name__ == "__main__":
+    run_worker(sys.argv[1])
