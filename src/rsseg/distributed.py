@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -31,6 +33,44 @@ def start_workers_from(resolved: dict) -> None:
     from lightning.pytorch.strategies.launchers import subprocess_script
 
     subprocess_script._hydra_subprocess_cmd = worker_command
+
+
+@contextmanager
+def job_scope() -> Iterator[None]:
+    """One training job's distributed state, undone when it ends: the process group is destroyed and the
+    environment variables Lightning's launcher set (MASTER_PORT, WORLD_SIZE, LOCAL_RANK ...) are restored, so that
+    the next job of a multirun in the same process starts its own ranks on a fresh port instead of joining the
+    finished job's group."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def trainer_arguments(trainer_cfg) -> dict:
+    """Overrides of the Trainer config for this job: ``devices: job`` (trainer=gpu_per_job) becomes one GPU,
+    the job number modulo the GPU count, so that parallel local sweep jobs spread over the GPUs; the CPU when
+    there is none."""
+    if str(trainer_cfg.get("devices")) != "job":
+        return {}
+    import torch
+
+    count = torch.cuda.device_count()
+    if count == 0:
+        return {"accelerator": "cpu", "devices": 1}
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        number = int(HydraConfig.get().job.num)
+    except (ValueError, TypeError):
+        number = 0
+    return {"devices": [number % count]}
 
 
 def worker_command(local_rank: int) -> tuple[list[str], str]:

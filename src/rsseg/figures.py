@@ -11,6 +11,7 @@ where the checkpoint's config says) is skipped with a note; it never stops the t
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +166,7 @@ def prediction_grid_figure(tiles: ValidationTiles, predictions: Sequence[tuple[s
             axes.set_xticks([])
             axes.set_yticks([])
             if r == 0:
-                axes.set_title(titles[c], fontsize=8)
+                axes.set_title(textwrap.fill(titles[c], 18), fontsize=8)
         grid[r][0].set_ylabel(tiles.names[r], fontsize=6)
     colours = colourise(np.arange(k), palette, k) / 255.0
     handles = [Patch(facecolor=colours[i], edgecolor="black", linewidth=0.3, label=n) for i, n in enumerate(class_names)]

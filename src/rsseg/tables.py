@@ -576,9 +576,11 @@ class SceneBootstrap:
 
     @staticmethod
     def scene_names(run: RunRecord, split: str) -> tuple[str, ...] | None:
-        """The run's evaluation scenes of ``split``; None with fewer than two (nothing to resample)."""
+        """The run's evaluation scenes of ``split``; None with fewer than two that hold labelled pixels (nothing
+        to resample: a scene the evaluation never reached, ``trainer.limit_val_batches``, counts for nothing)."""
         scenes = run.scenes(split) or []
-        return tuple(s["name"] for s in scenes) if len(scenes) >= 2 else None
+        labelled = sum(1 for scene in scenes if any(any(row) for row in scene["confusion"]))
+        return tuple(s["name"] for s in scenes) if labelled >= 2 else None
 
     def weights(self, names: tuple[str, ...]) -> np.ndarray:
         if names not in self._weights:

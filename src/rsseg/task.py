@@ -134,8 +134,10 @@ class SegmentationTask(L.LightningModule):
         if scenes is not None:
             self.stage_scenes[stage] = scenes
         flat = flatten_for_logging(result, stage)
-        self.log(f"{stage}/miou", flat.pop(f"{stage}/miou"), prog_bar=stage == "val")
-        self.log_dict({k: v for k, v in flat.items() if v == v})
+        self.log(f"{stage}/miou", flat.pop(f"{stage}/miou"), prog_bar=stage == "val", sync_dist=True)
+        # Every rank holds the same synchronised matrix, so the mean over ranks changes nothing; it keeps the values
+        # identical wherever a callback reads them.
+        self.log_dict({k: v for k, v in flat.items() if v == v}, sync_dist=True)
 
     def on_train_epoch_end(self) -> None:
         self._close_stage("train")

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import rsseg
 import rsseg.data.stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver the data configs use
-from rsseg import distributed, sweep
+from rsseg import distributed, loggers, sweep
 from rsseg.callbacks.throughput import TrainThroughput
 from rsseg.metrics import format_table
 from rsseg.models.hub import build_model, instantiate_model
@@ -79,6 +79,20 @@ def _instantiate_group(group: DictConfig | None) -> list:
     return [instantiate(item) for item in group.values() if item is not None and "_target_" in item]
 
 
+def _instantiate_loggers(cfg: DictConfig, out: Path, record: dict) -> list:
+    """The configured loggers; a W&B logger gets the job's name, group, tags and run id (rsseg.loggers)."""
+    made = []
+    for item in (cfg.get("logger") or {}).values():
+        if item is None or "_target_" not in item:
+            continue
+        extra = {}
+        if str(item._target_).endswith("WandbLogger"):
+            sweep_dir = Path(HydraConfig.get().sweep.dir) if sweep.in_multirun() else None
+            extra = loggers.wandb_arguments(item, loggers.wandb_identity(out, record, sweep_dir))
+        made.append(instantiate(item, **extra))
+    return made
+
+
 def measure_sizes(cfg: DictConfig) -> dict:
     """``fit: false``: the size of each model the experiment's table names (params, MiB, GFLOPs at the tile size),
     printed beside the paper's and written to ``results.json``; nothing is trained."""
@@ -138,6 +152,11 @@ def train(cfg: DictConfig) -> dict:
     """Fit the configured model on the configured data, evaluate it, write ``results.json``; returns it."""
     if not cfg.get("fit", True):
         return measure_sizes(cfg)
+    with distributed.job_scope():
+        return _fit_and_evaluate(cfg)
+
+
+def _fit_and_evaluate(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
     out = output_dir(cfg)
@@ -156,13 +175,25 @@ def train(cfg: DictConfig) -> dict:
         exclude_from_mean=cfg.data.get("exclude_from_mean", []),
         cfg=resolved,
     )
+    record = run_record(cfg)
     throughput = TrainThroughput()
-    loggers = _instantiate_group(cfg.get("logger"))
+    job_loggers = _instantiate_loggers(cfg, out, record)
+    try:
+        return _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started)
+    finally:
+        loggers.finish(job_loggers)
+
+
+def _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started) -> dict:
+    out = output_dir(cfg)
+    resolved = task.hparams["cfg"]
+    model = task.model
     callbacks = _instantiate_group(cfg.get("callbacks")) + [throughput]
-    if not loggers:  # logger=none: there is nowhere to send learning rates
+    if not job_loggers:  # logger=none: there is nowhere to send learning rates
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     distributed.start_workers_from(resolved)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=job_loggers or False,
+                                     **distributed.trainer_arguments(cfg.trainer))
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     # Report the checkpoint a user would keep: the best by val mIoU when one was saved.
@@ -180,7 +211,7 @@ def train(cfg: DictConfig) -> dict:
         "status": "done",
         "rsseg_version": rsseg.__version__,
         "git_commit": git_commit(),
-        **run_record(cfg),
+        **record,
         "checkpoint": str(Path(ckpt).resolve()) if ckpt else None,
         "params": params,
         "mib": round(mib, 2),
@@ -196,6 +227,7 @@ def train(cfg: DictConfig) -> dict:
         "config": resolved,
     }
     if trainer.is_global_zero:
+        loggers.log_per_class_tables(job_loggers, results["metrics"])
         path = write_results(out / "results.json", results)
         for stage, metrics in results["metrics"].items():
             print(format_table(metrics, title=f"{stage} metrics ({results['model']} on {results['data']})"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -20,6 +21,14 @@ from rsseg.data.labels import build_decoder
 from rsseg.data.raster import Scene, check_pair, scene_size
 from rsseg.data.transforms import Normalize
 from rsseg.errors import ConfigError, DataError
+
+
+def worker_start_method():
+    """The platform's own start method for DataLoader workers, asked for explicitly: the worker processes of
+    joblib (hydra/launcher=parallel) make loky's the default, which DataLoader workers fail with (hydra #964)."""
+    import multiprocessing
+
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 
 
 def windows_covering(sizes: Sequence[tuple[int, int]], tile_size: int) -> int:
@@ -172,6 +181,7 @@ class SegmentationDataModule(L.LightningDataModule):
             batch_size=batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            multiprocessing_context=worker_start_method() if self.num_workers > 0 else None,
             **kwargs,
         )
 

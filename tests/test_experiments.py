@@ -1,0 +1,151 @@
+"""The paper experiments compose row by row with their papers' recipes; the pieces they rely on (per-scene
+confusion matrices, DDP evaluation shards, fractional freeze schedules and warm-ups, split-sized epochs)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from rsseg.config import CONF_DIR
+from tests.conftest import compose_config
+
+
+def sweep_rows(experiment: str) -> list[str]:
+    """The rows an experiment's sweep runs, as `python train.py -m experiment=<name>` expands them."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    return str(cfg.hydra.sweeper.params.row).split(",")
+
+
+def row_config(experiment: str, row: str, *overrides: str):
+    return compose_config("train", [f"experiment={experiment}", f"row={row}", "paths.output_dir=/tmp/x", *overrides])
+
+
+@pytest.mark.parametrize(
+    ("experiment", "rows"),
+    [
+        ("mst_compare", ["pspnet", "unet", "xception", "mst_deeplab"]),
+        ("mst_ablation", ["xception", "mobilenetv2", "mobilenetv2_se", "mst_deeplab"]),
+        ("subpixel_compare", ["fcn32s", "fcn8s", "unet", "segnet", "deeplabv3plus", "ours_crop_stitch",
+                              "ours_subpixel", "ours"]),
+        ("deconvnet_compare", ["deconvnet_skip", "deconvnet", "unet"]),
+    ],
+)
+def test_each_experiment_sweeps_its_table_rows_in_the_papers_order(experiment, rows):
+    swept = sweep_rows(experiment)
+    assert [row.split("/")[1] for row in swept] == rows
+    cfg = row_config(experiment, swept[0])
+    assert list(cfg.table.rows) == rows and cfg.table.name == experiment
+    for row in swept:
+        assert row_config(experiment, row).row.name == row.split("/")[1]
+
+
+def test_mst_rows_carry_the_papers_recipe_and_differ_only_where_the_ablation_says():
+    cfgs = {row: row_config("mst_ablation", f"mst/{row}") for row in ("xception", "mobilenetv2", "mobilenetv2_se",
+                                                                       "mst_deeplab")}
+    for cfg in cfgs.values():  # Adam 5e-4, batch 8, 100 epochs, 512 px, flips and rotations, random 80/20 tiles
+        assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 5e-4
+        assert cfg.optimizer.weight_decay == 0.0 and cfg.data.batch_size == 8 and cfg.trainer.max_epochs == 100
+        assert cfg.data.tile_size == 512 and cfg.aug._target_ == "rsseg.data.augment.FlipRotate"
+        assert cfg.protocol.name == "random" and cfg.scheduler.warmup_fraction == 0.03
+    assert cfgs["xception"].model.encoder._target_.endswith("XceptionEncoder")
+    assert cfgs["mobilenetv2"].model.encoder._target_.endswith("MobileNetV2Encoder")
+    assert cfgs["mobilenetv2"].model.attention.kind == "none"
+    assert cfgs["mobilenetv2_se"].model.attention.kind == "se" and cfgs["mobilenetv2_se"].model.pretrained is None
+    tl = cfgs["mst_deeplab"]
+    assert tl.model.pretrained == "imagenet" and tl.callbacks.freeze_encoder.fraction == 0.5
+    assert "freeze_encoder" not in cfgs["mobilenetv2_se"].callbacks
+    assert dict(tl.row.marks) == {"Xception": False, "MobileNetV2": True, "SENet": True, "Transfer learning": True}
+
+
+def test_subpixel_and_deconvnet_recipes():
+    ours = row_config("subpixel_compare", "subpixel/ours")
+    assert ours.optimizer.lr == 0.007 and ours.optimizer.momentum == 0.9 and ours.optimizer.weight_decay == 2e-4
+    assert ours.trainer.max_steps == 30000 and ours.data.batch_size == 10
+    assert ours.scheduler.min_factor * ours.optimizer.lr == pytest.approx(1e-6, rel=0.01)
+    assert ours.protocol.train_fraction == 0.6 and ours.protocol.val_fraction == 0.2
+    assert ours.aug._target_ == "rsseg.data.augment.RICAP" and ours.model.upsample._target_.endswith("SubPixelUpsample")
+    only_crop = row_config("subpixel_compare", "subpixel/ours_crop_stitch")
+    assert only_crop.aug._target_ == "rsseg.data.augment.RICAP"
+    assert not only_crop.model.upsample._target_.endswith("SubPixelUpsample")
+    assert not row_config("subpixel_compare", "subpixel/ours_subpixel").aug  # aug=none
+    baseline = row_config("subpixel_compare", "subpixel/deeplabv3plus")
+    assert baseline.model.encoder._target_.endswith("ResNetEncoder") and list(baseline.model.aspp.rates) == [6, 12, 18]
+    deconv = row_config("deconvnet_compare", "deconvnet/deconvnet_skip")
+    assert deconv.trainer.max_epochs == 400 and deconv.model._target_.endswith("DeconvNetSkip")
+
+
+@pytest.mark.parametrize("scale", ["cpu", "smoke"])
+def test_a_scale_shrinks_every_row_alike_and_keeps_the_recipe(scale):
+    rows = sweep_rows("mst_compare")
+    cfgs = [row_config("mst_compare", row, f"scale={scale}") for row in rows]
+    budgets = {(c.trainer.max_epochs, c.data.train_samples_per_epoch, c.data.tile_size, c.data.batch_size) for c in cfgs}
+    assert budgets == ({(4, 128, 256, 8)} if scale == "cpu" else {(1, 4, 64, 2)})
+    assert {c.optimizer.lr for c in cfgs} == {5e-4} and {c.scale.name for c in cfgs} == {scale}
+
+
+def test_scene_confusion_keeps_one_matrix_per_scene_and_skips_padding_and_ignored_pixels():
+    from rsseg.metrics import SceneConfusion
+
+    metric = SceneConfusion(num_scenes=2, num_classes=2, ignore_index=255)
+    preds = torch.tensor([[[0, 1], [1, 1]], [[0, 0], [1, 0]], [[1, 1], [1, 1]]])
+    target = torch.tensor([[[0, 1], [0, 255]], [[0, 1], [1, 1]], [[0, 0], [0, 0]]])
+    metric.update(preds, target, torch.tensor([1, 0, -1]))  # the third window is DDP padding
+    assert metric.compute().tolist() == [[[1, 0], [2, 1]], [[1, 1], [0, 1]]]
+
+
+def test_even_shards_cover_every_window_once_and_pad_the_short_rank(tmp_path):
+    from rsseg.data.dataset import EvenShardSampler, GridWindowDataset
+
+    class Reader:
+        ignore_index = 255
+
+    dataset = GridWindowDataset([], [], Reader(), tile_size=8, in_channels=3)
+    dataset.items = [(0, None)] * 5
+    shards = [list(EvenShardSampler(dataset, num_replicas=2, rank=rank)) for rank in (0, 1)]
+    assert shards == [[0, 2, 4], [1, 3, 5]] and len(EvenShardSampler(dataset, 2, 1)) == 3
+    padding = dataset[5]
+    assert padding["scene"] == -1 and padding["image"].shape == (3, 8, 8) and bool((padding["mask"] == 255).all())
+
+
+def test_freeze_fraction_and_warmup_fraction_follow_the_run_length():
+    from rsseg.callbacks.freeze import FreezeEncoder
+    from rsseg.errors import ConfigError
+    from rsseg.optim import cosine
+
+    class Trainer:
+        max_epochs = 8
+
+    assert FreezeEncoder(fraction=0.5).frozen_epochs(Trainer()) == 4
+    assert FreezeEncoder(epochs=3).frozen_epochs(Trainer()) == 3
+    with pytest.raises(ConfigError, match="give epochs or fraction"):
+        FreezeEncoder(epochs=3, fraction=0.5)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = cosine(optimizer, total_steps=200, warmup_fraction=0.05, warmup_start_factor=0.1)
+    lrs = []
+    for _ in range(12):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[5] == pytest.approx(0.1 + 0.9 * 5 / 10) and lrs[10] == pytest.approx(1.0)
+
+
+def test_an_epoch_of_null_samples_tiles_the_training_split_once():
+    from rsseg.data.datamodule import windows_covering
+
+    assert windows_covering([(1024, 1024), (600, 300)], 512) == 4 + 2 * 1
+
+
+def test_mst_params_prints_table_9_without_training(tmp_path):
+    from rsseg.train import train
+
+    cfg = compose_config("train", ["experiment=mst_params", f"paths.output_dir={tmp_path}"])
+    results = train(cfg)
+    sizes = {row["row"]: row["mib"] for row in results["sizes"]}
+    assert sizes == {"pspnet": 259.64, "unet": 94.95, "xception": 208.70, "mst_deeplab": 22.96}
+    assert OmegaConf.select(OmegaConf.create(results["config"]), "fit") is False
+    assert (tmp_path / "results.json").is_file() and "metrics" not in results
