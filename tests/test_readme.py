@@ -30,6 +30,7 @@ NEEDS = (
     re.compile(r"multirun/\d{4}-\d\d-\d\d"),  # a dated sweep folder of the user's
     re.compile(r"/full\b"),  # tables of full-scale runs
     re.compile(r"\.\.\."),
+    re.compile(r"--config-dir conf\b|multirun/fields\b"),  # the README's own project: tests/test_own_configs.py
 )
 
 

@@ -96,4 +96,4 @@ def test_wandb_logger_works_offline_without_a_key(train_config, tmp_path, monkey
 
 def test_rsseg_command_without_a_subcommand_prints_usage():
     run = subprocess.run([sys.executable, "-m", "rsseg.cli"], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and "usage: rsseg {train|eval|predict|prepare|tables}" in run.stderr
+    assert run.returncode == 2 and "usage: rsseg {train|eval|predict|prepare|export|models|datasets|tables}" in run.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from rsseg.console import print_error
 from rsseg.errors import RssegError
 
 
@@ -13,5 +14,5 @@ def run_guarded(function: Callable, *args, **kwargs):
     try:
         return function(*args, **kwargs)
     except RssegError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         sys.exit(2)

@@ -23,6 +23,7 @@ import json
 import re
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -340,8 +341,9 @@ def _scenes_for_model(cfg: DictConfig, data: DictConfig | None, spec, dm_mean_st
     return scenes, split, dm.decode_labels, dm.bands, data.get("nodata")
 
 
-def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict) -> tuple:
-    """Predict each scene of the chosen split with the checkpoint and score it; returns
+def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict, loaded: tuple | None = None) -> tuple:
+    """Predict each scene of the chosen split with the checkpoint (or ``loaded``, what ``load_checkpoint``
+    returns) and score it; returns
     (confusion, scenes, split, class names, exclude, data config, inference info)."""
     import rasterio
     import torch
@@ -360,7 +362,7 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict) -> tuple:
     )
     from rsseg.predict import load_checkpoint
 
-    model, stored, spec = load_checkpoint(cfg.ckpt)
+    model, stored, spec = loaded or load_checkpoint(cfg.ckpt)
     stored_cfg_holder["stored"] = stored
     data = resolve_data_config(cfg, stored)
     if data is not None and data.get("num_classes") is not None and int(data.num_classes) != spec.num_classes:
@@ -396,7 +398,7 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict) -> tuple:
     total_tiles = sum(count_tiles(h, w, tile_size, overlap_px) for _, _, h, w in regions)
     bar = tqdm(total=total_tiles, unit="tile", desc=f"eval {split}", disable=not cfg.get("progress", True),
                file=sys.stderr, dynamic_ncols=True, leave=False)
-    with rasterio.Env(GDAL_CACHEMAX=int(cfg.get("gdal_cache_mb") or 64) * 2**20):
+    with rasterio.Env(GDAL_CACHEMAX=int(cfg.get("gdal_cache_mb") or 64) * 2**20), bar:  # closed on errors too
         for scene, region in zip(scenes, regions):
             if scene.label is None:
                 raise DataError(f"{scene.image}: scene {scene.name} has no label raster to evaluate against")
@@ -424,7 +426,6 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict) -> tuple:
             total += sink.confusion
             results.append(_scene_result(scene.name, scene.image, scene.label, sink.confusion, spec.class_names,
                                          exclude) | ({"window": list(scene.window)} if scene.window else {}))
-    bar.close()
     info = {"tile_size": tile_size, "overlap": overlap, "overlap_px": overlap_px, "blend": cfg.get("blend", "cosine"),
             "tta": cfg.get("tta", "none"), "precision": str(cfg.get("precision", "auto")), "device": str(device),
             "batch_size": int(cfg.get("batch_size", 8)), "tiles": tiles, "predict_seconds": round(seconds, 2),
@@ -432,8 +433,9 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict) -> tuple:
     return total, results, split, spec.class_names, exclude, data, info
 
 
-def run_eval(cfg: DictConfig) -> dict:
-    """Evaluate (see the module docstring); prints the per-class table, writes ``results.json``, returns it."""
+def run_eval(cfg: DictConfig, loaded: tuple | None = None) -> dict:
+    """Evaluate (see the module docstring); prints the per-class table, writes ``results.json``, returns it.
+    ``loaded``: the model, as ``load_checkpoint`` returns it, instead of loading ``cfg.ckpt``."""
     import rsseg
     from rsseg.metrics import format_table, metrics_from_confusion
     from rsseg.predict import peak_memory
@@ -449,7 +451,7 @@ def run_eval(cfg: DictConfig) -> dict:
         if cfg.get("ckpt") is not None:
             from rsseg.predict import load_checkpoint
 
-            _, stored, _ = load_checkpoint(cfg.ckpt)
+            _, stored, _ = loaded or load_checkpoint(cfg.ckpt)
         data = resolve_data_config(cfg, stored)
         if data is not None and data.get("class_names"):
             class_names = [str(n) for n in data.class_names]
@@ -460,7 +462,7 @@ def run_eval(cfg: DictConfig) -> dict:
         confusion, scenes = evaluate_predictions(cfg.pred, cfg.label, class_names, decoder, exclude)
         split, mode, info = cfg.get("split") or "predictions", "predictions", {}
     elif cfg.get("ckpt") is not None:
-        confusion, scenes, split, class_names, exclude, data, info = evaluate_model(cfg, holder)
+        confusion, scenes, split, class_names, exclude, data, info = evaluate_model(cfg, holder, loaded)
         mode = "checkpoint"
     else:
         raise ConfigError("give ckpt=<file.ckpt> (evaluate a model on a dataset split, or on input= with label=), "
@@ -510,3 +512,16 @@ def main(cfg: DictConfig) -> dict | None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+class _CallableModule(types.ModuleType):
+    """``rsseg.evaluate`` names this module and the Python API's function at once: calling the module runs
+    :func:`rsseg.api.evaluate` (a package attribute cannot be both a submodule and a function)."""
+
+    def __call__(self, *args, **kwargs) -> dict:
+        from rsseg.api import evaluate
+
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -42,6 +42,7 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.windows import Window
 from torch import nn
 
+from rsseg.data.raster import create_raster
 from rsseg.errors import ConfigError, DataError
 from rsseg.metrics import argmax_classes
 
@@ -685,6 +686,7 @@ class GeoTiffSink:
         tags: dict | None = None,
     ) -> None:
         self.paths = paths
+        self.source = src.name
         self.class_names = list(class_names)
         self.num_classes = len(self.class_names)
         self.palette = palette
@@ -726,7 +728,7 @@ class GeoTiffSink:
             if self.cog:  # the COG is a copy of a plain tiled GeoTIFF written first
                 target = self._temporary(_gtiff_name(path))
             count = self.num_classes if kind == "probabilities" else 1
-            dst = rasterio.open(target, "w", count=count, **self.base_profile)
+            dst = create_raster(target, self.source, count=count, **self.base_profile)
             if kind == "classes":
                 dst.write_colormap(1, colour_table(self.palette, self.num_classes))
                 dst.set_band_description(1, "class")

@@ -136,20 +136,24 @@ class ModelSpec:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu"):
-    """``(model, stored cfg, ModelSpec)`` from an rsseg checkpoint (imported lazily: the task pulls Lightning)."""
+    """``(model, stored cfg, ModelSpec)`` from an rsseg checkpoint or a model ``rsseg export`` wrote (imported
+    lazily: the task pulls Lightning)."""
+    from rsseg.export import exported_format, load_exported
     from rsseg.task import load_model_from_checkpoint
 
     if path is None:
         raise ConfigError("ckpt= is required: the .ckpt of a trained rsseg model")
+    if exported_format(path):
+        return load_exported(path)
     model, stored = load_model_from_checkpoint(Path(str(path)).expanduser(), map_location="cpu")
     return model, stored, ModelSpec.from_config(stored, str(path))
 
 
 def _is_rsseg_output(path: Path) -> bool:
-    import rasterio
+    from rsseg.data.raster import open_raster
 
     try:
-        with rasterio.open(path) as handle:
+        with open_raster(path) as handle:
             return "RSSEG_OUTPUT" in handle.tags()
     except Exception:  # noqa: BLE001 - unreadable files are reported when checked
         return False
@@ -225,8 +229,9 @@ def predict_scene(handle, predictor, plan: dict[str, Path], spec: ModelSpec, *, 
     return stats
 
 
-def run_predict(cfg: DictConfig) -> dict:
-    """Predict every scene ``cfg.input`` names with ``cfg.ckpt``; returns a summary (also printed)."""
+def run_predict(cfg: DictConfig, loaded: tuple | None = None) -> dict:
+    """Predict every scene ``cfg.input`` names with ``cfg.ckpt`` (or with ``loaded``, what
+    :func:`load_checkpoint` returns); returns a summary (also printed)."""
     import rasterio
     import torch
 
@@ -244,7 +249,7 @@ def run_predict(cfg: DictConfig) -> dict:
     plans = plan_outputs(inputs, collection, cfg.get("output"), run_dir(cfg), wanted)
     check_outputs(inputs, plans, bool(cfg.get("overwrite", False)))
 
-    model, stored, spec = load_checkpoint(cfg.ckpt)
+    model, stored, spec = loaded or load_checkpoint(cfg.ckpt)
     bands = list(cfg.bands) if cfg.get("bands") else spec.bands
     nodata = cfg.get("nodata") if cfg.get("nodata") is not None else spec.nodata
     tile_size = int(cfg.get("tile_size") or spec.tile_size)

@@ -18,15 +18,12 @@ Every file is written atomically: a temporary name in the target folder, then a 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rasterio.errors import RasterioError
@@ -37,9 +34,18 @@ from rsseg.data import stats as _stats  # noqa: F401 - registers the ${rsseg.sta
 from rsseg.data.dataset import scene_bounds
 from rsseg.data.datasets import SPLITS, all_scenes
 from rsseg.data.labels import build_decoder
-from rsseg.data.raster import Scene, check_pair, nodata_mask, open_raster, read_label_window, read_window
+from rsseg.data.raster import (
+    Scene,
+    check_pair,
+    create_raster,
+    nodata_mask,
+    open_raster,
+    read_label_window,
+    read_window,
+)
 from rsseg.data.stats import RunningStats
 from rsseg.errors import DataError, RssegError
+from rsseg.files import replaced_when_complete
 from rsseg.results import write_results
 
 log = logging.getLogger(__name__)
@@ -164,17 +170,9 @@ class DatasetPass:
         self.ignored[key] = ignored
 
 
-def _atomic_raster(path: Path, pixels: np.ndarray, profile: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(pixels)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _atomic_raster(path: Path, pixels: np.ndarray, profile: dict, source: Path) -> None:
+    with replaced_when_complete(path) as tmp, create_raster(tmp, source, **profile) as dst:
+        dst.write(pixels)
 
 
 def write_tiles(
@@ -209,13 +207,15 @@ def write_tiles(
                             pixels = image.read(window=window)
                             image_path = out / name / "images" / f"{stem}.tif"
                             _atomic_raster(image_path, pixels, {**common, "count": image.count,
-                                                                "dtype": image.dtypes[0], "nodata": image.nodata})
+                                                                "dtype": image.dtypes[0], "nodata": image.nodata},
+                                           scene.image)
                             entry = {"name": stem, "image": str(image_path.relative_to(out)), "label": None,
                                      "window": None, "source": scene.name}
                             if label is not None:
                                 raw = read_label_window(label, window)
                                 label_path = out / name / "labels" / f"{stem}.tif"
-                                _atomic_raster(label_path, raw, {**common, "count": raw.shape[0], "dtype": raw.dtype.name})
+                                _atomic_raster(label_path, raw, {**common, "count": raw.shape[0], "dtype": raw.dtype.name},
+                                               scene.image)
                                 entry["label"] = str(label_path.relative_to(out))
                             entries.append(entry)
                 finally:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from rsseg.files import replaced_when_complete
 
 
 def jsonable(value: Any) -> Any:
@@ -31,16 +31,9 @@ def jsonable(value: Any) -> Any:
 def write_results(path: str | Path, payload: dict) -> Path:
     """Write ``payload`` as JSON atomically: a temporary file in the same folder, then a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(jsonable(payload), handle, indent=2, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_when_complete(path) as tmp, open(tmp, "w") as handle:
+        json.dump(jsonable(payload), handle, indent=2, allow_nan=False)
+        handle.write("\n")
     return path
 
 

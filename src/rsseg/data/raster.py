@@ -9,16 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
+from rsseg.console import note_once
 from rsseg.errors import DataError
 
 # GDAL's block cache defaults to 5 % of the RAM per process (and so per DataLoader worker); random windows over a
 # large scene would fill it with blocks that are rarely read twice, and memory would grow with the scene size
 # (benchmarks/data.py). Bound it, unless the user has set GDAL_CACHEMAX (in MB) already.
 os.environ.setdefault("GDAL_CACHEMAX", "128")
+
+# What GDAL writes for a raster without a geotransform (rasterio warns about both).
+_NO_GEOTRANSFORM = (Affine.identity(), Affine(1, 0, 0, 0, -1, 0))
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,22 @@ def open_raster(path: str | Path) -> rasterio.DatasetReader:
             return rasterio.open(path)
     except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError) as error:
         raise DataError(f"{path}: not a readable raster ({str(error).splitlines()[0]})") from None
+
+
+def create_raster(path: str | Path, source: str | Path, **profile) -> rasterio.io.DatasetWriter:
+    """Open ``path`` for writing with ``profile``. When ``source`` (the raster it derives from) has no
+    georeferencing, a JPEG or PNG scene, that is said once per process in one line instead of rasterio's
+    NotGeoreferencedWarning on every file."""
+    transform = profile.get("transform")
+    if profile.get("crs") is None or transform is None or transform in _NO_GEOTRANSFORM:
+        note_once(
+            "not-georeferenced",
+            f"{source} is not georeferenced (no CRS or no geotransform): what is written from it is in pixel "
+            f"coordinates (further rasters like it are not reported)",
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path, "w", **profile)
 
 
 def read_window(

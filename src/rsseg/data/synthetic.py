@@ -24,6 +24,7 @@ from rasterio.transform import from_origin
 from scipy import ndimage
 
 from rsseg.data.raster import Scene
+from rsseg.files import default_folder_mode
 
 CLASS_NAMES = ["built-up", "road", "farmland", "forest", "meadow", "water"]
 PALETTE = [(255, 0, 0), (255, 255, 255), (0, 255, 0), (0, 255, 255), (255, 255, 0), (0, 0, 255)]
@@ -197,6 +198,7 @@ class SyntheticScenes:
             return folder
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=folder.parent))
+        os.chmod(staging, default_folder_mode())  # a shared cache is readable like any other folder
         try:
             for index in range(self.params["num_scenes"]):
                 image, label = generate_scene(self.params["seed"] * 1000 + index, self.params["size"])

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from rsseg.config import CONF_DIR
+from rsseg.config import CONF_DIR, compose_config, config_folders  # noqa: F401 - CONF_DIR re-exported
+from rsseg.errors import ConfigError
 
 # Every named model config of conf/model that follows the rsseg model contract, in report order.
 NAMED_MODELS = (
@@ -35,34 +34,24 @@ def compose_model_config(
     num_classes: int = 6,
     in_channels: int = 3,
     overrides: Sequence[str] = (),
-    config_dir: str | Path | None = None,
+    config_dirs: Iterable[str | Path] = (),
 ) -> DictConfig:
     """Compose ``model=<name>`` with a minimal ``data`` node (num_classes, in_channels) and extra overrides.
 
+    ``name`` is one of rsseg's model configs or one in a user folder (``config_dirs``, ``$RSSEG_CONFIG_PATH``).
     Works outside and inside a running Hydra application (the global Hydra state is restored afterwards).
     """
-    config_dir = Path(config_dir or CONF_DIR)
-    if not (config_dir / "model" / f"{name}.yaml").is_file():
-        raise ValueError(f"no model config {name!r} in {config_dir / 'model'}")
-    global_hydra = GlobalHydra.instance()
-    saved = global_hydra.hydra if global_hydra.is_initialized() else None
-    global_hydra.clear()
-    try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            return compose(
-                config_name=None,
-                overrides=[
-                    f"+model={name}",
-                    f"+data.num_classes={int(num_classes)}",
-                    f"+data.in_channels={int(in_channels)}",
-                    *overrides,
-                ],
-            )
-    finally:
-        # initialize_config_dir swaps the singleton on exit: fetch the current instance again.
-        GlobalHydra.instance().clear()
-        if saved is not None:
-            GlobalHydra.instance().initialize(saved)
+    folders = config_folders(config_dirs)
+    if not any((folder / "model" / f"{name}.yaml").is_file() for folder in folders):
+        options = sorted({p.stem for folder in folders for p in (folder / "model").glob("*.yaml")})
+        raise ConfigError(f"model={name!r}: no such model config in {', '.join(map(str, folders))}; "
+                          f"expected one of {', '.join(options)}")
+    return compose_config(
+        None,
+        [f"+model={name}", f"+data.num_classes={int(num_classes)}", f"+data.in_channels={int(in_channels)}",
+         *overrides],
+        config_dirs,
+    )
 
 
 def build_model(
@@ -71,14 +60,19 @@ def build_model(
     in_channels: int = 3,
     pretrained: str | None = None,
     overrides: Sequence[str] = (),
+    config_dirs: Iterable[str | Path] = (),
 ) -> nn.Module:
-    """Build a named model from its config; ``pretrained`` replaces the config's (``None``: nothing loads).
+    """Build a named model from its config; ``pretrained`` replaces the config's (``None``: nothing loads,
+    ``"imagenet"``: torchvision/timm weights, downloaded once; a path: a local state dict).
 
     Errors raised by the model (a missing weights file, a shape mismatch) are re-raised as they are, not
     wrapped in Hydra's ``InstantiationException``.
     """
-    cfg = compose_model_config(name, num_classes, in_channels, overrides)
-    cfg.model.pretrained = pretrained
+    cfg = compose_model_config(name, num_classes, in_channels, overrides, config_dirs)
+    if "pretrained" in cfg.model:
+        cfg.model.pretrained = pretrained
+    elif pretrained is not None:
+        raise ConfigError(f"model={name} has no pretrained option (no pretrained key in its config)")
     return instantiate_model(cfg.model)
 
 
