@@ -15,7 +15,7 @@ import rsseg.data.stats  # noqa: F401 - registers ${rsseg.stats:...}
 from rsseg.errors import DataError
 from rsseg.prepare import run_prepare
 from tests.conftest import compose_config
-from tests.test_datasets import GID, class_map, colours, make_gid, protocol, write_tif
+from tests.test_datasets import GID, class_map, colours, make_gid, write_tif
 
 
 def prepare(*overrides: str):
@@ -57,7 +57,7 @@ def test_statistics_class_counts_manifest_and_gid_tiles(gid_scene_set, tmp_path)
         assert np.array_equal(tile.read(), colours(truth[train[0]][384:416, 416:448], GID))
     assert not list(out.rglob("*.partial"))  # atomic writes leave no temporary file behind
     # The tiles read back as a dataset through their manifest, and the stats file feeds the normalisation.
-    cfg = compose_config("train", ["data=gid", f"data.root={out / 'tiles'}", protocol("manifest"),
+    cfg = compose_config("train", ["data=gid", f"data.root={out / 'tiles'}", "protocol=manifest",
                                    f"protocol.split_file={out / 'tiles' / 'splits.json'}", "data.num_workers=0",
                                    f"data.stats_file={out / 'stats.json'}"])
     dm = instantiate(cfg.data, augment=None)
