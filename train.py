@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from rsseg.app import run_guarded
+from rsseg.app import run_app, run_guarded
 from rsseg.config import CONF_DIR
 from rsseg.train import train
 
@@ -16,4 +16,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

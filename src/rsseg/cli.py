@@ -12,15 +12,16 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from rsseg.app import run_guarded
+from rsseg.app import run_app, run_guarded
 from rsseg.config import CONF_DIR
 
-# sub-command -> (primary config, module, function taking the composed config)
+# sub-command -> (primary config, module, function taking the composed config). A module's ``main`` is its
+# guarded body (one-line errors, SIGTERM cleaning up like Ctrl-C), the same one its root script runs.
 COMMANDS = {
     "train": ("train", "rsseg.train", "train"),
-    "eval": ("eval", "rsseg.evaluate", "run_eval"),
-    "predict": ("predict", "rsseg.predict", "run_predict"),
-    "prepare": ("prepare", "rsseg.prepare", "run_prepare"),
+    "eval": ("eval", "rsseg.evaluate", "main"),
+    "predict": ("predict", "rsseg.predict", "main"),
+    "prepare": ("prepare", "rsseg.prepare", "main"),
 }
 
 
@@ -35,11 +36,13 @@ def main(argv: list[str] | None = None) -> None:
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
     def app(cfg: DictConfig) -> None:
-        run_guarded(function, cfg)
+        if function_name == "main":
+            return function(cfg)
+        return run_guarded(function, cfg)
 
     # Hydra reads its overrides from sys.argv, as if the root script had been called.
     sys.argv = [f"rsseg-{command}", *argv]
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -502,11 +502,8 @@ def run_eval(cfg: DictConfig) -> dict:
 
 
 def main(cfg: DictConfig) -> dict | None:
-    """The Hydra app's body: one-line errors with exit status 2."""
-    from rsseg.app import run_guarded
+    """The Hydra app's body: one-line errors (exit 2); SIGTERM or Ctrl-C leave no partial output (exit 130)."""
+    from rsseg.app import run_guarded, terminate_as_interrupt
 
-    try:
-        return run_guarded(run_eval, cfg)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    terminate_as_interrupt()
+    return run_guarded(run_eval, cfg)

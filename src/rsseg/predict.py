@@ -292,21 +292,9 @@ def run_predict(cfg: DictConfig) -> dict:
             "device": str(device), **memory}
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(cfg: DictConfig) -> dict | None:
-    """The Hydra app's body: one-line errors (exit 2); an interrupt leaves no partial output (exit 130)."""
-    import signal
-    import threading
+    """The Hydra app's body: one-line errors (exit 2); SIGTERM or Ctrl-C leave no partial output (exit 130)."""
+    from rsseg.app import run_guarded, terminate_as_interrupt
 
-    from rsseg.app import run_guarded
-
-    if threading.current_thread() is threading.main_thread():  # `kill` cleans up like Ctrl-C
-        signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        return run_guarded(run_predict, cfg)
-    except KeyboardInterrupt:
-        print("interrupted: the scene in progress was not written", file=sys.stderr)
-        sys.exit(130)
+    terminate_as_interrupt()
+    return run_guarded(run_predict, cfg)

@@ -322,3 +322,11 @@ def _print_report(report: dict, out: Path, path: Path) -> None:
         lines.append("tiles written: " + ", ".join(f"{k} {v}" for k, v in report["tiles"].items()) + f" under {out / 'tiles'}")
     lines.append(f"wrote {path} and {out / 'splits.json'}; train with data.stats_file={path}")
     print("\n".join(lines))
+
+
+def main(cfg: DictConfig) -> dict | None:
+    """The Hydra app's body: one-line errors (exit 2); SIGTERM or Ctrl-C leave no partial output (exit 130)."""
+    from rsseg.app import run_guarded, terminate_as_interrupt
+
+    terminate_as_interrupt()
+    return run_guarded(run_prepare, cfg)
