@@ -65,13 +65,15 @@ def run_guarded(function: Callable, *args, **kwargs):
             check_config(args[0])
         return function(*args, **kwargs)
     except (KeyboardInterrupt, Interrupted) as interrupt:
-        _remove_empty_run_dir()
+        remove_run_dir_if_empty()
         _report_interrupt(interrupt)
     except Exception as error:
+        if _is_sigterm(error):
+            _report_interrupt(error)
         message = None if debugging() else user_message(error)
         if message is None:
             raise
-        _remove_empty_run_dir()
+        remove_run_dir_if_empty()
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
 
@@ -87,15 +89,25 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _is_sigterm(error: BaseException) -> bool:
+    """Lightning's own stop after SIGTERM (during validation), which rsseg's Preemption callback annotates."""
+    return type(error).__name__ == "SIGTERMException" and type(error).__module__.startswith("lightning")
+
+
 def _report_interrupt(interrupt: BaseException) -> None:
-    detail = str(interrupt) if isinstance(interrupt, Interrupted) else "nothing half-written was left behind"
+    if isinstance(interrupt, Interrupted):
+        detail = str(interrupt)
+    else:
+        notes = getattr(interrupt, "__notes__", None)
+        detail = notes[-1] if notes else "nothing half-written was left behind"
     print(f"interrupted: {detail}", file=sys.stderr)
     sys.exit(130)
 
 
-def _remove_empty_run_dir() -> None:
-    """Remove this run's Hydra folder when it holds only Hydra's own records (``.hydra/``, the job log), and
-    its empty parents (``outputs/predict/<date>``), so that a refused command leaves nothing behind."""
+def remove_run_dir_if_empty(folder: Path | None = None) -> None:
+    """Remove a run folder (default: this run's Hydra folder) when it holds only Hydra's own records
+    (``.hydra/``, the job log), and its empty parents up to the working folder (``outputs/predict/<date>``), so
+    that a refused command leaves nothing behind. A sweep's job folders are kept: they record the job."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -103,9 +115,9 @@ def _remove_empty_run_dir() -> None:
         hydra = HydraConfig.get()
     except (ImportError, ValueError):  # not inside a Hydra run
         return
-    if hydra.mode != RunMode.RUN:  # a sweep's job folder records the job, failed or not
+    if hydra.mode != RunMode.RUN:
         return
-    folder = Path(hydra.runtime.output_dir)
+    folder = Path(folder or hydra.runtime.output_dir)
     records = {folder / ".hydra", folder / f"{hydra.job.name}.log"}
     if not folder.is_dir() or any(path not in records for path in folder.iterdir()):
         return

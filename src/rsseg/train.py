@@ -17,7 +17,9 @@ from rsseg.callbacks.throughput import TrainThroughput
 from rsseg.metrics import format_table
 from rsseg.models.hub import instantiate_model
 from rsseg.models.profile import count_gflops, model_size
+from rsseg.preflight import check_accelerator, check_training_data, check_training_outputs
 from rsseg.results import git_commit, write_results
+from rsseg.resume import prepare_resume
 from rsseg.task import SegmentationTask, check_class_count
 
 
@@ -50,10 +52,14 @@ def train(cfg: DictConfig) -> dict:
     """Fit the configured model on the configured data, evaluate it, write ``results.json``; returns it."""
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
+    resume = prepare_resume(cfg)  # may move paths.output_dir to the run being continued
+    check_accelerator(cfg)
     out = output_dir(cfg)
     datamodule = build_datamodule(cfg)
+    check_training_data(datamodule)
     model = instantiate_model(cfg.model)
     check_class_count(model, cfg.data.num_classes, cfg.data.in_channels, hydra_choice("model") or "model")
+    check_training_outputs(cfg, model)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     task = SegmentationTask(
         model=model,
@@ -71,8 +77,9 @@ def train(cfg: DictConfig) -> dict:
     callbacks = _instantiate_group(cfg.get("callbacks")) + [throughput]
     if not loggers:  # logger=none: there is nowhere to send learning rates
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    resume.continue_loggers(loggers)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume.checkpoint)
 
     # Report the checkpoint a user would keep: the best by val mIoU when one was saved.
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
