@@ -29,7 +29,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 import rsseg.data.stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver data configs use
-from rsseg.errors import ConfigError, DataError
+from rsseg.errors import ConfigError, DataError, warn
 from rsseg.inference import NODATA
 
 NAME_SUFFIXES = {
@@ -183,14 +183,9 @@ def resolve_data_config(cfg: DictConfig, stored: DictConfig | None) -> DictConfi
 def build_decoder(data: DictConfig | None, num_classes: int, palette=None):
     """The label decoder a data config describes; without one, colour labels use ``palette`` (e.g. the
     prediction raster's colour table) and one-band labels are class indices."""
-    from rsseg.data.labels import build_decoder as make
+    from rsseg.data.labels import decoder_from_config
 
-    if data is not None and data.get("label_format"):
-        return make(
-            data.label_format, num_classes, data.get("palette"), data.get("ignore_colours") or (),
-            int(data.get("label_offset") or 0), data.get("ignore_values") or (), int(data.get("ignore_index", 255)),
-        )
-    return None if palette is None else make("colour", num_classes, palette)
+    return decoder_from_config(data, num_classes, palette)
 
 
 def _exclude(cfg: DictConfig, data: DictConfig | None) -> list:
@@ -231,7 +226,7 @@ def evaluate_predictions(pred_spec, label_spec, class_names, decoder, exclude, w
     """Score saved class rasters against label rasters; returns (confusion, per-scene results)."""
     from rasterio.windows import Window
 
-    from rsseg.data.raster import open_raster
+    from rsseg.data.raster import check_same_grid, open_raster
     from rsseg.predict import list_inputs
 
     preds, _ = list_inputs(pred_spec)
@@ -247,7 +242,7 @@ def evaluate_predictions(pred_spec, label_spec, class_names, decoder, exclude, w
                 local_decoder = _decoder_from_prediction(pred, label_path, k)
             reader = LabelReader(label_path, local_decoder)
             try:
-                _check_same_grid(pred, reader.handle, pred_path, label_path)
+                check_same_grid(pred, reader.handle, pred_path, label_path, "the prediction")
                 confusion = np.zeros((k, k), dtype=np.int64)
                 step = max(1, window_pixels // max(1, pred.width))
                 for row in range(0, pred.height, step):
@@ -283,14 +278,6 @@ def _decoder_from_prediction(pred, label_path: Path, num_classes: int):
     return make("colour", num_classes, palette)
 
 
-def _check_same_grid(pred, label, pred_path, label_path) -> None:
-    if (pred.height, pred.width) != (label.height, label.width):
-        raise DataError(f"{label_path}: size {label.height}x{label.width} differs from the prediction "
-                        f"{pred_path.name} ({pred.height}x{pred.width})")
-    if pred.crs and label.crs and (pred.crs != label.crs or not pred.transform.almost_equals(label.transform)):
-        raise DataError(f"{label_path}: georeferencing (CRS/transform) differs from the prediction {pred_path.name}")
-
-
 def _class_names_from_prediction(pred_spec) -> list[str]:
     from rsseg.data.raster import open_raster
     from rsseg.predict import list_inputs
@@ -305,7 +292,7 @@ def _class_names_from_prediction(pred_spec) -> list[str]:
 
 def _scenes_for_model(cfg: DictConfig, data: DictConfig | None, spec, dm_mean_std):
     """``(scenes, split name, decoder, bands, nodata)`` to predict: input/label globs, or a dataset split."""
-    from rsseg.data.raster import Scene
+    from rsseg.data.raster import Scene, check_pair
     from rsseg.predict import list_inputs
 
     if data is None:
@@ -323,6 +310,9 @@ def _scenes_for_model(cfg: DictConfig, data: DictConfig | None, spec, dm_mean_st
         if decoder is None:
             raise ConfigError("data.label_format is not set; expected 'colour' or 'index'")
         scenes = [Scene(image, label) for image, label in pairs]
+        bands = list(cfg.bands) if cfg.get("bands") else spec.bands
+        for scene in scenes:  # size, CRS and transform of every pair, before the model is built
+            check_pair(scene, spec.in_channels, bands, decoder.bands_needed)
         return scenes, "input", decoder, spec.bands, data.get("nodata")
     if "_target_" not in data:
         raise ConfigError("the data config has no _target_ (datamodule); give data=<name> or input= with label=")
@@ -336,7 +326,9 @@ def _scenes_for_model(cfg: DictConfig, data: DictConfig | None, spec, dm_mean_st
         split = "test" if dm.split_scenes("test")[0] else "val"
     scenes, _ = dm.split_scenes(split)
     if not scenes:
-        raise DataError(f"the {split} split of the data config is empty: no scenes to evaluate")
+        from rsseg.preflight import empty_split_reason
+
+        raise DataError(f"split={split}: the split is empty: {empty_split_reason(dm.scenes, split)}")
     return scenes, split, dm.decode_labels, dm.bands, data.get("nodata")
 
 
@@ -358,9 +350,10 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict) -> tuple:
         resolve_device,
         resolve_overlap,
     )
-    from rsseg.predict import load_checkpoint
+    from rsseg.predict import load_checkpoint, read_model_spec
+    from rsseg.preflight import check_writable
 
-    model, stored, spec = load_checkpoint(cfg.ckpt)
+    stored, spec = read_model_spec(cfg.ckpt)
     stored_cfg_holder["stored"] = stored
     data = resolve_data_config(cfg, stored)
     if data is not None and data.get("num_classes") is not None and int(data.num_classes) != spec.num_classes:
@@ -378,12 +371,15 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict) -> tuple:
     overlap = cfg.get("overlap", 0.25)
     overlap_px = resolve_overlap(overlap, tile_size)
     exclude = _exclude(cfg, data)
+    save_dir = _output_dir(cfg) / "predictions" if cfg.get("save_predictions") else None
+    if save_dir is not None:
+        check_writable(save_dir, "out_dir")
+    device = resolve_device(cfg.get("device", "auto"))
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
-    device = resolve_device(cfg.get("device", "auto"))
+    model, _, _ = load_checkpoint(cfg.ckpt)
     predictor = TilePredictor(model, spec.mean, spec.std, spec.num_classes, device, cfg.get("precision", "auto"),
                               cfg.get("tta", "none"), int(cfg.get("batch_size", 8)))
-    save_dir = _output_dir(cfg) / "predictions" if cfg.get("save_predictions") else None
 
     k = spec.num_classes
     total = np.zeros((k, k), dtype=np.int64)
@@ -419,6 +415,9 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict) -> tuple:
                 raise
             finally:
                 labels.close()
+            if stats.extra.get("nonfinite_pixels"):
+                warn(f"{scene.image}: {stats.extra['nonfinite_pixels']:,} pixels are NaN or infinite; treated as "
+                     f"nodata (left out of the scores)")
             tiles += stats.tiles
             seconds += stats.seconds
             total += sink.confusion
@@ -434,22 +433,19 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict) -> tuple:
 
 def run_eval(cfg: DictConfig) -> dict:
     """Evaluate (see the module docstring); prints the per-class table, writes ``results.json``, returns it."""
-    import rsseg
-    from rsseg.metrics import format_table, metrics_from_confusion
-    from rsseg.predict import peak_memory
-    from rsseg.results import git_commit, write_results
-    from rsseg.train import hydra_choice
+    from rsseg.preflight import check_writable
 
     started = time.perf_counter()
+    check_writable(_output_dir(cfg), "out_dir")
     holder: dict = {}
     if cfg.get("pred") is not None:
         if cfg.get("label") is None:
             raise ConfigError("pred= needs label= (the label rasters to score against)")
         stored = None
         if cfg.get("ckpt") is not None:
-            from rsseg.predict import load_checkpoint
+            from rsseg.predict import read_model_spec
 
-            _, stored, _ = load_checkpoint(cfg.ckpt)
+            stored, _ = read_model_spec(cfg.ckpt)
         data = resolve_data_config(cfg, stored)
         if data is not None and data.get("class_names"):
             class_names = [str(n) for n in data.class_names]
@@ -465,6 +461,12 @@ def run_eval(cfg: DictConfig) -> dict:
     else:
         raise ConfigError("give ckpt=<file.ckpt> (evaluate a model on a dataset split, or on input= with label=), "
                           "or pred=<class rasters> with label=<label rasters>")
+
+    import rsseg
+    from rsseg.metrics import format_table, metrics_from_confusion
+    from rsseg.predict import peak_memory
+    from rsseg.results import git_commit, write_results
+    from rsseg.train import hydra_choice
 
     metrics = metrics_from_confusion(confusion, class_names, exclude)
     metrics["confusion"] = confusion.tolist()

@@ -12,7 +12,9 @@
 4. With ``tiles.write=true``: ``tiles.size`` tiles without overlap (remainders dropped; a 6800 x 7200 GID scene
    gives 13 x 14 = 182) as GeoTIFFs under ``tiles/<split>/{images,labels}`` with their own ``splits.json``.
 
-Every file is written atomically: a temporary name in the target folder, then a rename.
+Every file is written atomically: a temporary name in the target folder, then a rename; the tiles go into a
+temporary folder renamed to ``tiles/`` once all are written, so an interrupted run leaves no partial tile set.
+NaN or infinite pixels of float rasters count as nodata (listed in ``stats.json`` and in a warning).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +40,11 @@ from rasterio.windows import transform as window_transform
 from rsseg.data import stats as _stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver
 from rsseg.data.dataset import scene_bounds
 from rsseg.data.datasets import SPLITS, all_scenes
-from rsseg.data.labels import build_decoder
+from rsseg.data.labels import build_decoder, decoder_from_config
 from rsseg.data.raster import Scene, check_pair, nodata_mask, open_raster, read_label_window, read_window
 from rsseg.data.stats import RunningStats
-from rsseg.errors import DataError, RssegError
+from rsseg.errors import DataError, RssegError, warn
+from rsseg.preflight import check_writable, empty_split_reason
 from rsseg.results import write_results
 
 log = logging.getLogger(__name__)
@@ -72,11 +77,8 @@ class DatasetPass:
     """One streaming pass over the scenes: per-scene class counts, band statistics, problems found."""
 
     def __init__(self, data: DictConfig, window: int) -> None:
-        self.decode = build_decoder(
-            data.get("label_format", "colour"), int(data.num_classes), data.get("palette"),
-            data.get("ignore_colours", []) or [], int(data.get("label_offset", 0)), data.get("ignore_values", []) or [],
-            int(data.get("ignore_index", 255)),
-        )
+        self.decode = decoder_from_config(data) if data.get("label_format") else build_decoder(
+            "colour", int(data.num_classes), data.get("palette"), data.get("ignore_colours") or [])
         self.num_classes = int(data.num_classes)
         self.ignore_index = int(data.get("ignore_index", 255))
         self.bands = list(data.bands) if data.get("bands") else None
@@ -85,6 +87,7 @@ class DatasetPass:
         self.window = int(window)
         self.problems: dict[str, str] = {}  # file -> first problem found in it
         self.counts: dict[tuple, np.ndarray] = {}
+        self.nonfinite: dict[str, int] = {}  # file -> NaN or infinite pixels (treated as nodata)
         self.ignored: dict[tuple, int] = {}
         self.checked: dict[tuple, tuple[int, int] | None] = {}
 
@@ -135,6 +138,10 @@ class DatasetPass:
                                                        f"col {window.col_off}): corrupt or truncated file "
                                                        f"({str(error).splitlines()[0]})")
                             return
+                        if pixels.dtype.kind == "f":
+                            bad = int((~np.isfinite(pixels).all(0)).sum())
+                            if bad:
+                                self.nonfinite[str(scene.image)] = self.nonfinite.get(str(scene.image), 0) + bad
                         missing = nodata_mask(image, pixels, self.nodata)
                         valid = ~missing if missing is not None else np.ones(pixels.shape[1:], bool)
                         if stats is not None:
@@ -174,6 +181,28 @@ def _atomic_raster(path: Path, pixels: np.ndarray, profile: dict) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def complete_folder(folder: Path) -> Iterator[Path]:
+    """Fill a temporary folder beside ``folder`` and rename it to ``folder`` when the block completes (an earlier
+    ``folder`` is replaced); an error or an interrupt removes the temporary folder."""
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)  # left by a run that was killed
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(partial, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(partial, folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
         raise
 
 
@@ -231,6 +260,7 @@ def run_prepare(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     data = cfg.data
     out = _out_dir(cfg)
+    check_writable(out, "out_dir")
     source = instantiate(data.scenes)
     problems: list[str] = []
     if hasattr(source, "problems"):
@@ -245,7 +275,7 @@ def run_prepare(cfg: DictConfig) -> dict:
         raise DataError(f"{len(lines)} problem(s):\n" + "\n".join(f"  {p}" for p in lines)) from None
     for name in ("train", "val"):
         if not splits[name] and not any("not found" in p for p in problems):
-            problems.append(f"the {name} split is empty: no scenes found under {getattr(source, 'root', '?')}")
+            problems.append(f"the {name} split is empty: {empty_split_reason(source, name)}")
 
     scan = DatasetPass(data, cfg.get("window", 1024))
     scenes = {name: [s for s in splits[name] if scan.check(s)] for name in SPLITS}
@@ -261,6 +291,9 @@ def run_prepare(cfg: DictConfig) -> dict:
                 if done % 50 == 0:
                     log.info("prepare: %d / %d scenes read (%.0f s)", done, total, time.perf_counter() - started)
     problems.extend(scan.problems.values())
+    for path, count in scan.nonfinite.items():
+        warn(f"{path}: {count:,} pixels are NaN or infinite; treated as nodata (left out of the statistics and of "
+             f"training)")
     if problems:
         raise DataError(
             f"{len(problems)} problem(s) in {getattr(source, 'root', 'the dataset')}:\n"
@@ -275,6 +308,7 @@ def run_prepare(cfg: DictConfig) -> dict:
         "bands": list(data.bands) if data.get("bands") else None,
         "stats_split": stats_split,
         "splits": {name: len(splits[name]) for name in SPLITS},
+        "nonfinite_pixels": scan.nonfinite,
     }
     if cfg.get("check_pixels", True):
         if stats.count == 0:
@@ -301,10 +335,11 @@ def run_prepare(cfg: DictConfig) -> dict:
     if cfg.get("tiles", {}).get("write", False):
         tiles = cfg.tiles
         tile_dir = out / "tiles"
-        manifest = write_tiles(splits, tile_dir, int(tiles.size), tiles.get("stride"), list(tiles.get("splits", SPLITS)),
-                               getattr(source, "root", None))
-        write_results(tile_dir / "splits.json", {"dataset": report["dataset"], "tile_size": int(tiles.size),
-                                                 "splits": manifest})
+        with complete_folder(tile_dir) as partial:  # tiles/ appears whole or not at all
+            manifest = write_tiles(splits, partial, int(tiles.size), tiles.get("stride"),
+                                   list(tiles.get("splits", SPLITS)), getattr(source, "root", None))
+            write_results(partial / "splits.json", {"dataset": report["dataset"], "tile_size": int(tiles.size),
+                                                    "splits": manifest})
         report["tiles"] = {name: len(v) for name, v in manifest.items()}
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     path = write_results(out / "stats.json", report)

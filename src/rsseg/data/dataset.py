@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, Sampler
 from rsseg.data.raster import RasterPool, Scene, nodata_mask, read_label_window, read_window
 from rsseg.data.resumable import window_generator_seed
 from rsseg.data.transforms import Normalize
-from rsseg.errors import DataError
+from rsseg.errors import DataError, warn
 
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -26,8 +26,8 @@ Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tenso
 class SceneReader:
     """Reads an image window (normalised float32) and its label window (class indices) from a scene.
 
-    Pixels that are nodata in the image (or outside the scene) get ``ignore_index`` in the label, so the loss and
-    the metrics never see them.
+    Pixels that are nodata in the image (or outside the scene, or NaN or infinite in any band) get ``ignore_index``
+    in the label, so the loss and the metrics never see them; NaN and inf become 0 (the band mean) in the image.
     """
 
     def __init__(
@@ -61,7 +61,11 @@ class SceneReader:
         missing = nodata_mask(handle, pixels, self.nodata)
         if missing is not None:
             label[missing] = self.ignore_index
-        return self.normalize(pixels.astype(np.float32)), torch.from_numpy(label.astype(np.int64))
+        image = self.normalize(pixels.astype(np.float32))
+        if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
+            warn(f"{scene.image}: NaN or infinite pixels; treated as nodata (ignored by the loss and the metrics)")
+            image = torch.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
+        return image, torch.from_numpy(label.astype(np.int64))
 
 
 def _read_or_fail(path, window: Window, read: Callable[[], np.ndarray]) -> np.ndarray:
