@@ -5,12 +5,11 @@ from omegaconf import DictConfig
 
 from rsseg.app import run_app, run_guarded
 from rsseg.config import CONF_DIR
-from rsseg.train import train
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    results = run_guarded(train, cfg)
+    results = run_guarded("rsseg.train:train", cfg)  # imported once the config passed its checks
     # Sweepers (Optuna) optimise the returned value.
     return results["metrics"].get("val", {}).get("miou")
 

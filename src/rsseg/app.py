@@ -15,6 +15,7 @@ function, whose body calls :func:`run_guarded` (through each module's ``main``).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
@@ -54,15 +55,19 @@ def run_app(hydra_main: Callable[[], object]) -> object:
         sys.exit(2)
 
 
-def run_guarded(function: Callable, *args, **kwargs):
+def run_guarded(function: Callable | str, *args, **kwargs):
     """Run a command's body on its composed config: the config is checked against its schema first; a user
     error becomes ``error: <message>`` and exit status 2, an interrupt exit status 130, and either removes the
-    run folder Hydra created when nothing else was written to it."""
+    run folder Hydra created when nothing else was written to it. ``function`` may be named ``"module:name"``,
+    imported only once the config passed its checks (a refused command never loads Lightning)."""
     from rsseg.schema import check_config
 
     try:
         if args and hasattr(args[0], "_get_node"):
             check_config(args[0])
+        if isinstance(function, str):
+            module, _, name = function.partition(":")
+            function = getattr(importlib.import_module(module), name)
         return function(*args, **kwargs)
     except (KeyboardInterrupt, Interrupted) as interrupt:
         remove_run_dir_if_empty()

@@ -22,8 +22,6 @@ def read_checkpoint(path: str | Path, key: str = "ckpt", mmap: bool = False) -> 
 
     ``key`` names the config key the path came from (``ckpt``, ``ckpt_path``, ``resume``) in error messages.
     """
-    import torch
-
     path = Path(str(path)).expanduser()
     where = f"{key}={path}"
     if not path.exists():
@@ -36,6 +34,8 @@ def read_checkpoint(path: str | Path, key: str = "ckpt", mmap: bool = False) -> 
         head = handle.read(8)
     if not head:
         raise DataError(f"{where}: empty file (0 bytes); {EXPECTED}")
+    import torch  # after the checks above: a refused path never pays for importing torch
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

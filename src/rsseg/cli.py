@@ -32,13 +32,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     command = argv.pop(0)
     config_name, module_name, function_name = COMMANDS[command]
-    function = getattr(importlib.import_module(module_name), function_name)
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
     def app(cfg: DictConfig) -> None:
         if function_name == "main":
-            return function(cfg)
-        return run_guarded(function, cfg)
+            return importlib.import_module(module_name).main(cfg)
+        return run_guarded(f"{module_name}:{function_name}", cfg)
 
     # Hydra reads its overrides from sys.argv, as if the root script had been called.
     sys.argv = [f"rsseg-{command}", *argv]

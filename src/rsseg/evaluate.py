@@ -30,7 +30,6 @@ from omegaconf import DictConfig, OmegaConf
 
 import rsseg.data.stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver data configs use
 from rsseg.errors import ConfigError, DataError, warn
-from rsseg.inference import NODATA
 
 NAME_SUFFIXES = {
     "classes", "class", "pred", "preds", "prediction", "predictions", "label", "labels", "gt", "mask",
@@ -49,6 +48,8 @@ def add_to_confusion(confusion: np.ndarray, labels: np.ndarray, classes: np.ndar
     Labels outside ``0..K-1`` (the ignore index) and predictions equal to 255 (nodata) are left out; any other
     prediction outside ``0..K-1`` is an error naming ``source``.
     """
+    from rsseg.inference import NODATA
+
     k = confusion.shape[0]
     classes = classes.reshape(-1)
     labels = labels.reshape(-1)

@@ -45,7 +45,6 @@ from rasterio.windows import Window
 from torch import nn
 
 from rsseg.errors import ConfigError, DataError
-from rsseg.metrics import argmax_classes
 from rsseg.schema import BLENDS, PRECISIONS, TTAS
 
 NODATA = 255  # class, confidence and probability rasters: 255 is nodata, so classes are 0..254
@@ -481,6 +480,9 @@ def count_tiles(height: int, width: int, tile_size: int, overlap: int) -> int:
 
 def argmax_uint8(scores: torch.Tensor) -> torch.Tensor:
     """``scores.argmax(0)`` of ``[K, H, W]`` scores as uint8 (ties to the lowest class)."""
+    # Imported here: torchmetrics is slow to import, and a refused command never needs it.
+    from rsseg.metrics import argmax_classes
+
     return argmax_classes(scores.unsqueeze(0))[0].to(torch.uint8)
 
 

@@ -263,6 +263,7 @@ def run_predict(cfg: DictConfig) -> dict:
     """Predict every scene ``cfg.input`` names with ``cfg.ckpt``; returns a summary (also printed)."""
     import rasterio
 
+    from rsseg.data.raster import open_raster
     from rsseg.preflight import check_writable
 
     started = time.perf_counter()
@@ -278,22 +279,24 @@ def run_predict(cfg: DictConfig) -> dict:
     check_outputs(inputs, plans, bool(cfg.get("overwrite", False)))
     for folder in sorted({out.parent for plan in plans for out in plan.values()}):
         check_writable(folder, "output")
+    for path in inputs:  # every input opens (a fake or empty .tif is refused here)
+        open_raster(path).close()
 
     # Everything is checked against the checkpoint's stored config before its model is built.
-    import torch
-
-    from rsseg.inference import TilePredictor, open_input, resolve_device, resolve_overlap
-
     stored, spec = read_model_spec(cfg.ckpt)
     bands = list(cfg.bands) if cfg.get("bands") else spec.bands
     nodata = cfg.get("nodata") if cfg.get("nodata") is not None else spec.nodata
     tile_size = int(cfg.get("tile_size") or spec.tile_size)
     overlap = cfg.get("overlap", 0.25)
-    resolve_overlap(overlap, tile_size)
     for path in inputs:
-        with open_input(path) as handle:
+        with open_raster(path) as handle:
             check_input(handle, spec, bands)
             check_value_range(handle, spec, bands)
+    import torch
+
+    from rsseg.inference import TilePredictor, open_input, resolve_device, resolve_overlap
+
+    resolve_overlap(overlap, tile_size)
     device = resolve_device(cfg.get("device", "auto"))
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))

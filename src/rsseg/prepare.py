@@ -38,14 +38,12 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from rsseg.data import stats as _stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver
-from rsseg.data.dataset import scene_bounds
 from rsseg.data.datasets import SPLITS, all_scenes
 from rsseg.data.labels import build_decoder, decoder_from_config
 from rsseg.data.raster import Scene, check_pair, nodata_mask, open_raster, read_label_window, read_window
 from rsseg.data.stats import RunningStats
 from rsseg.errors import DataError, RssegError, warn
 from rsseg.preflight import check_writable, empty_split_reason
-from rsseg.results import write_results
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +65,13 @@ def _windows(bounds: tuple[int, int, int, int], size: int) -> Iterator[Window]:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "scene"
+
+
+def _bounds(scene: Scene, image) -> tuple[int, int, int, int]:
+    # Imported here: rsseg.data.dataset pulls torch, which a refused prepare never needs.
+    from rsseg.data.dataset import scene_bounds
+
+    return scene_bounds(scene, image.height, image.width)
 
 
 def _key(scene: Scene) -> tuple:
@@ -129,7 +134,7 @@ class DatasetPass:
             with open_raster(scene.image) as image:
                 label = open_raster(scene.label) if scene.label is not None else None
                 try:
-                    bounds = scene_bounds(scene, image.height, image.width)
+                    bounds = _bounds(scene, image)
                     for window in _windows(bounds, self.window):
                         try:
                             pixels = read_window(image, window, self.bands, bounds=bounds)
@@ -184,6 +189,13 @@ def _atomic_raster(path: Path, pixels: np.ndarray, profile: dict) -> None:
         raise
 
 
+def problem_report(problems: list[str], root) -> str:
+    """One problem as the error line itself; several as a count followed by one indented line each."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problem(s) in {root}:\n" + "\n".join(f"  {p}" for p in problems)
+
+
 @contextmanager
 def complete_folder(folder: Path) -> Iterator[Path]:
     """Fill a temporary folder beside ``folder`` and rename it to ``folder`` when the block completes (an earlier
@@ -224,7 +236,7 @@ def write_tiles(
             with open_raster(scene.image) as image:
                 label = open_raster(scene.label) if scene.label is not None else None
                 try:
-                    row0, col0, row1, col1 = scene_bounds(scene, image.height, image.width)
+                    row0, col0, row1, col1 = _bounds(scene, image)
                     for row in range(row0, row1 - size + 1, stride):
                         for col in range(col0, col1 - size + 1, stride):
                             window = Window(col, row, size, size)
@@ -257,6 +269,8 @@ def write_tiles(
 
 def run_prepare(cfg: DictConfig) -> dict:
     """Check, measure and (optionally) tile the configured dataset; returns the report written to stats.json."""
+    from rsseg.results import write_results  # imports torch: after the config passed its checks
+
     started = time.perf_counter()
     data = cfg.data
     out = _out_dir(cfg)
@@ -272,7 +286,7 @@ def run_prepare(cfg: DictConfig) -> dict:
         splits = all_scenes(source)
     except RssegError as error:
         lines = problems if str(error) in problems else [*problems, str(error)]
-        raise DataError(f"{len(lines)} problem(s):\n" + "\n".join(f"  {p}" for p in lines)) from None
+        raise DataError(problem_report(lines, getattr(source, "root", "the dataset"))) from None
     for name in ("train", "val"):
         if not splits[name] and not any("not found" in p for p in problems):
             problems.append(f"the {name} split is empty: {empty_split_reason(source, name)}")
@@ -295,10 +309,7 @@ def run_prepare(cfg: DictConfig) -> dict:
         warn(f"{path}: {count:,} pixels are NaN or infinite; treated as nodata (left out of the statistics and of "
              f"training)")
     if problems:
-        raise DataError(
-            f"{len(problems)} problem(s) in {getattr(source, 'root', 'the dataset')}:\n"
-            + "\n".join(f"  {p}" for p in problems)
-        )
+        raise DataError(problem_report(problems, getattr(source, "root", "the dataset")))
 
     names = list(data.class_names)
     report: dict = {

@@ -40,8 +40,22 @@ WEIGHT_SOURCES = ("pretrained", "encoder_weights")
 
 
 def comparable(resolved: dict) -> dict:
-    """``resolved`` without the :data:`VOLATILE` keys."""
-    out = json.loads(json.dumps(resolved, default=str))
+    """``resolved`` without the :data:`VOLATILE` keys, and with the run's own paths (``paths.output_dir`` ...)
+    written back as ``${paths.<key>}`` wherever they were interpolated (checkpoint folders, logger folders)."""
+    paths = {k: str(v) for k, v in (resolved.get("paths") or {}).items() if isinstance(v, str) and v}
+
+    def unresolve(value):
+        if isinstance(value, dict):
+            return {k: unresolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [unresolve(v) for v in value]
+        if isinstance(value, str):
+            for key, path in sorted(paths.items(), key=lambda item: -len(item[1])):
+                if value == path or value.startswith(path.rstrip("/") + "/"):
+                    return "${paths." + key + "}" + value[len(path):]
+        return value
+
+    out = unresolve(json.loads(json.dumps(resolved, default=str)))
     for key in VOLATILE:
         node, *path = key.split(".")
         parent, name = out, node

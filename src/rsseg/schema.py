@@ -235,13 +235,13 @@ def check_config(cfg: DictConfig) -> None:
         if "_target_" not in data:  # eval's +data.root=...: a patch over the checkpoint's datamodule config
             _check_arguments(data, "data", "rsseg.data.datamodule.SegmentationDataModule")
     if schema is TrainConfig:
-        trainer = cfg.get("trainer")
-        if isinstance(trainer, DictConfig):
-            _check_node(trainer, TrainerValues, "trainer.", None)
-            _check_trainer_choices(trainer)
         if cfg.get("resume") is not None and cfg.get("ckpt_path") is not None:
             raise ConfigError(f"resume={cfg.resume} and ckpt_path={cfg.ckpt_path}: both name where to continue "
                               f"from; expected one of them")
+        trainer = cfg.get("trainer")
+        if isinstance(trainer, DictConfig):
+            _check_node(trainer, TrainerValues, "trainer.", None)
+            _check_trainer_choices(trainer)  # imports Lightning: after the checks that do not
     _check_targets(cfg, "")
 
 
