@@ -14,6 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from rasterio.windows import Window
 
+from rsseg.checkpoints import read_checkpoint
 from rsseg.config import CONF_DIR, compose_config
 from rsseg.data.dataset import SceneReader
 from rsseg.data.labels import IndexLabels
@@ -239,3 +240,43 @@ def test_prepared_tiles_appear_whole_or_not_at_all(tmp_path):
     with complete_folder(target) as partial:
         (partial / "c.tif").write_text("second run")
     assert [p.name for p in tmp_path.iterdir()] == ["tiles"] and [p.name for p in target.iterdir()] == ["c.tif"]
+
+
+class LossTurningNaN(torch.nn.Module):
+    """Cross-entropy that turns NaN at training step ``step`` (a diverging run, on cue)."""
+
+    def __init__(self, step: int = 2, **cross_entropy) -> None:
+        super().__init__()
+        self.step, self.calls, self.inner = int(step), 0, CrossEntropy(**cross_entropy)
+
+    def forward(self, logits, target):
+        loss = self.inner(logits, target)
+        if not self.training:
+            return loss
+        self.calls += 1
+        return loss * float("nan") if self.calls > self.step else loss
+
+
+def test_a_non_finite_loss_stops_training_before_it_reaches_the_weights(train_config, tmp_path):
+    from rsseg.callbacks.nonfinite import NonFiniteLoss
+    from rsseg.train import train
+
+    cfg = train_config("model=smp_deeplabv3plus", "loss._target_=tests.test_reliability.LossTurningNaN",
+                       "+loss.step=2", "callbacks.last_checkpoint.every_n_steps=1", "trainer.max_epochs=2")
+    with pytest.raises(NonFiniteLoss) as stopped:
+        train(cfg)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    message = str(stopped.value)
+    assert message.startswith("training loss is nan at step 2 (epoch 1, batch 0); windows of the batch: ")
+    assert message.count("scene_0") == 4 and "(row " in message and f"the last good checkpoint is {last}" in message
+    kept = read_checkpoint(last)
+    assert kept["global_step"] == 2 and all(torch.isfinite(v).all() for v in kept["state_dict"].values()
+                                            if v.is_floating_point())
+
+
+def test_debug_shows_the_traceback_instead_of_the_line(tmp_path):
+    run = subprocess.run([sys.executable, str(CONF_DIR.parents[2] / "predict.py"), f"ckpt={tmp_path / 'a.ckpt'}",
+                          f"input={tmp_path / 'nope.tif'}", "--debug"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 1
+    assert "Traceback" in run.stderr and f"DataError: {tmp_path / 'nope.tif'}: file not found" in run.stderr

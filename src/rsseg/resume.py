@@ -24,6 +24,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from rsseg.callbacks.resume import LAST
 from rsseg.checkpoints import EXPECTED, read_checkpoint, stored_config
 from rsseg.errors import DataError, warn
 
@@ -88,7 +89,8 @@ def training_state(path: Path, key: str) -> dict:
 def find_resume_checkpoint(output_dir: str | Path, resolved_config: dict) -> Path | None:
     """The checkpoint a run of ``resolved_config`` should continue from in ``output_dir``: among the ``.ckpt``
     files under it that hold training state and store the same config (:data:`VOLATILE` keys aside), the one
-    with the most optimiser steps (the newest on a tie); None when there is none. Unreadable files are skipped.
+    with the most optimiser steps (``last.ckpt``, then the newest, on a tie); None when there is none.
+    Unreadable files are skipped.
 
     ``resolved_config`` is the run's config as ``OmegaConf.to_container(cfg, resolve=True)`` gives it, which is
     what training stores in its checkpoints (``hyper_parameters.cfg``).
@@ -97,7 +99,7 @@ def find_resume_checkpoint(output_dir: str | Path, resolved_config: dict) -> Pat
     if not folder.is_dir():
         return None
     wanted = comparable(resolved_config)
-    best: tuple[int, float, Path] | None = None
+    best: tuple[int, bool, float, Path] | None = None
     for path in folder.glob("**/*.ckpt"):
         try:
             checkpoint = training_state(path, "resume")
@@ -105,10 +107,10 @@ def find_resume_checkpoint(output_dir: str | Path, resolved_config: dict) -> Pat
             continue
         if comparable(checkpoint["hyper_parameters"]["cfg"]) != wanted:
             continue
-        rank = (int(checkpoint.get("global_step", 0)), path.stat().st_mtime, path)
-        if best is None or rank[:2] > best[:2]:
+        rank = (int(checkpoint.get("global_step", 0)), path.name == LAST, path.stat().st_mtime, path)
+        if best is None or rank[:3] > best[:3]:
             best = rank
-    return best[2] if best else None
+    return best[3] if best else None
 
 
 def run_folders(current: Path) -> list[Path]:
