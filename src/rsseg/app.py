@@ -183,7 +183,7 @@ def _omegaconf_message(error: BaseException) -> str | None:
         ValidationError,
     )
 
-    from rsseg.schema import expectation, unknown_key
+    from rsseg.schema import expectation, show_value, unknown_key
 
     known = (ValidationError, ConfigKeyError, ConfigAttributeError, MissingMandatoryValue, InterpolationResolutionError)
     if not isinstance(error, known):
@@ -194,7 +194,7 @@ def _omegaconf_message(error: BaseException) -> str | None:
         text = str(error)
         why, expected = _refusal(text)
         expected = expectation(schema, key) or expected
-        return f"{key}={_shown(getattr(error, 'value', None))}: {why}; expected {expected}"
+        return f"{key}={show_value(getattr(error, 'value', None))}: {why}; expected {expected}"
     if isinstance(error, (ConfigKeyError, ConfigAttributeError)):
         parent = getattr(error, "parent_node", None)
         keys = [str(k) for k in parent.keys()] if parent is not None and hasattr(parent, "keys") else []
@@ -221,26 +221,17 @@ def _refusal(text: str) -> tuple[str, str]:
     return "not a value of this key's type", "a value of the schema's type"
 
 
-def _shown(value) -> str:
-    return "null" if value is None else str(value)
-
-
-def _did_you_mean(word: str, candidates) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
 def _hydra_message(error: BaseException) -> str | None:
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+
+    from rsseg.schema import did_you_mean
 
     if isinstance(error, MissingConfigException):
         missing = str(getattr(error, "missing_cfg_file", "") or "")
         options = list(getattr(error, "options", None) or [])
         group, _, choice = missing.rpartition("/")
         if group and options:
-            return (f"{group}={choice}: no such option{_did_you_mean(choice, options)}; expected one of "
+            return (f"{group}={choice}: no such option{did_you_mean(choice, options)}; expected one of "
                     f"{', '.join(sorted(options))}")
         first = str(error).strip().splitlines()[0]
         return _one_line(first)

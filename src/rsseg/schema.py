@@ -269,7 +269,7 @@ def unknown_key(path: str, where: str, keys, noun: str = "a key") -> str:
     """The message for a key that is not in a config (a misspelling, often added with ``+``)."""
     keys = sorted(str(k) for k in keys)
     listing = f"one of {', '.join(keys)}" if len(keys) <= 12 else "one of those listed there"
-    return f"{path}: not {noun} of {where}{_did_you_mean(path.rsplit('.', 1)[-1], keys)}; expected {listing}"
+    return f"{path}: not {noun} of {where}{did_you_mean(path.rsplit('.', 1)[-1], keys)}; expected {listing}"
 
 
 def _value(node: DictConfig, key: str) -> Any:
@@ -299,7 +299,7 @@ def _kind(hint: Any) -> tuple[Any, bool, Any]:
     return hint, optional or hint is Any, None
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -316,7 +316,7 @@ def _check_value(path: str, value: Any, hint: Any, meta: typing.Mapping) -> None
         raise ConfigError(f"{path}=null: a value is required; expected {expect}")
     if base is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}={_show(value)}: not a list; expected {expect}")
+            raise ConfigError(f"{path}={show_value(value)}: not a list; expected {expect}")
         for entry in value:
             _check_scalar(path, value, entry, item, meta, expect)
         return
@@ -324,7 +324,7 @@ def _check_value(path: str, value: Any, hint: Any, meta: typing.Mapping) -> None
 
 
 def _check_scalar(path: str, whole: Any, value: Any, base: Any, meta: typing.Mapping, expect: str) -> None:
-    shown = f"{path}={_show(whole)}"
+    shown = f"{path}={show_value(whole)}"
     if base is bool and not isinstance(value, bool):
         raise ConfigError(f"{shown}: not true or false; expected {expect}")
     if base is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -340,7 +340,7 @@ def _check_scalar(path: str, whole: Any, value: Any, base: Any, meta: typing.Map
         raise ConfigError(f"{shown}: above the maximum {meta['max']:g}; expected {expect}")
     choices = meta.get("choices")
     if choices and str(value) not in choices:
-        raise ConfigError(f"{shown}: not one of the choices{_did_you_mean(str(value), choices)}; expected {expect}")
+        raise ConfigError(f"{shown}: not one of the choices{did_you_mean(str(value), choices)}; expected {expect}")
     if meta.get("pattern") is not None and not meta["pattern"].match(str(value)):
         hint = " (did you mean cuda?)" if str(value).startswith("gpu") else ""
         raise ConfigError(f"{shown}: not a device name{hint}; expected {expect}")
@@ -351,7 +351,8 @@ def _type_name(base: Any, item: Any) -> str:
     return f"a list of {names.get(item, 'values')[2:]}s" if base is list else names.get(base, "a value")
 
 
-def _did_you_mean(word: str, candidates) -> str:
+def did_you_mean(word: str, candidates) -> str:
+    """`` (did you mean <closest>?)`` when one of ``candidates`` is close to ``word``, else nothing."""
     close = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
 
@@ -363,7 +364,7 @@ def _check_trainer_choices(trainer: DictConfig) -> None:
     allowed = list(dict.fromkeys(str(v) for group in typing.get_args(_PRECISION_INPUT) for v in typing.get_args(group)))
     if precision not in (None, _UNRESOLVED) and str(precision) not in allowed:
         raise ConfigError(f"trainer.precision={precision}: not a precision Lightning knows"
-                          f"{_did_you_mean(str(precision), allowed)}; expected one of {', '.join(allowed)}")
+                          f"{did_you_mean(str(precision), allowed)}; expected one of {', '.join(allowed)}")
 
 
 def _check_targets(node: Any, path: str) -> None:
