@@ -272,9 +272,10 @@ def _os_message(error: BaseException) -> str | None:
         return None
     import errno
 
-    reasons = {errno.EACCES: "permission denied; expected a folder you can write to (or read, for inputs)",
+    denied = "permission denied; expected a folder you can write to (or read, for inputs)"
+    reasons = {errno.EACCES: denied, errno.EPERM: denied,
                errno.EROFS: "read-only file system; expected a writable location",
                errno.ENOSPC: "no space left on the device; expected room for the outputs",
                errno.ENOENT: "no such file or folder; expected an existing path"}
-    reason = reasons.get(error.errno, error.strerror or type(error).__name__)
+    reason = reasons.get(error.errno, f"{error.strerror or type(error).__name__}; expected a path rsseg can use")
     return f"{error.filename}: {reason}"
