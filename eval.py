@@ -4,6 +4,7 @@ predictions: ``python eval.py pred=pred/ label=labels/``. See conf/eval.yaml."""
 import hydra
 from omegaconf import DictConfig
 
+from rsseg.app import run_app
 from rsseg.config import CONF_DIR
 from rsseg.evaluate import main as evaluate
 
@@ -14,4 +15,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -6,6 +6,7 @@
 import hydra
 from omegaconf import DictConfig
 
+from rsseg.app import run_app
 from rsseg.config import CONF_DIR
 from rsseg.predict import main as predict
 
@@ -16,4 +17,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

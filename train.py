@@ -3,6 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
+from rsseg.app import run_app
 from rsseg.config import CONF_DIR
 from rsseg.train import main as train
 
@@ -14,4 +15,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -71,7 +71,7 @@ def test_bad_input_exits_with_one_line(tmp_path, cache_dir, case):
             [*SMALL_MODEL, "data=vaihingen", f"data.root={tmp_path / 'nowhere'}"], 2,
             f"error: {tmp_path / 'nowhere'}: vaihingen folder not found (set data.root=/path/to/vaihingen)",
         ),
-        "unknown_option": (["model=no_such_model"], 1, "In 'train': Could not find 'model/no_such_model'"),
+        "unknown_option": (["model=no_such_model"], 2, "error: model=no_such_model: no such option"),
     }[case]
     run = subprocess.run(
         [sys.executable, "train.py", f"hydra.run.dir={tmp_path}", f"paths.cache_dir={cache_dir}", *args],

@@ -121,6 +121,7 @@ def sweep_value(result: Any) -> Any:
 def run_hydra(command: Command, argv: list[str]) -> None:
     import hydra
 
+    from rsseg.app import run_app
     from rsseg.config import CONF_DIR
 
     # Loaded before Hydra configures logging, as the root scripts do: Lightning sets up its loggers on import
@@ -135,7 +136,7 @@ def run_hydra(command: Command, argv: list[str]) -> None:
     if not any(arg.startswith("hydra.job.name=") for arg in argv):
         argv = [*argv, f"hydra.job.name={command.name}"]
     sys.argv = [sys.argv[0], *argv]
-    app()
+    run_app(app)
 
 
 def main(argv: list[str] | None = None) -> int:

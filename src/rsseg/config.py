@@ -22,6 +22,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 import rsseg.data.stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver the data configs use
+import rsseg.schema  # noqa: F401 - registers the configs' schemas (train_schema ...) in Hydra's ConfigStore
 
 # A real folder for a normal (unzipped) install, which is what Hydra's file:// config source needs.
 CONF_DIR = Path(str(files("rsseg") / "conf"))
@@ -78,7 +79,8 @@ def compose_config(
 
     ``config_dirs`` are searched after rsseg's own folder, like ``--config-dir``, and so are the folders of
     ``$RSSEG_CONFIG_PATH``. Works outside and inside a running Hydra application: the global Hydra state is
-    restored afterwards.
+    restored afterwards. The result is checked against its schema as the command checks it
+    (:func:`rsseg.schema.check_config`).
     """
     overrides = list(overrides or [])
     extra = search_path(config_dirs)
@@ -89,9 +91,11 @@ def compose_config(
     global_hydra.clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=config_name, overrides=overrides)
+            cfg = compose(config_name=config_name, overrides=overrides)
     finally:
         # initialize_config_dir swaps the singleton on exit: fetch the current instance again.
         GlobalHydra.instance().clear()
         if saved is not None:
             GlobalHydra.instance().initialize(saved)
+    rsseg.schema.check_config(cfg)
+    return cfg

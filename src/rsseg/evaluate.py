@@ -30,8 +30,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 import rsseg.data.stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver data configs use
-from rsseg.errors import ConfigError, DataError
-from rsseg.inference import NODATA
+from rsseg.errors import ConfigError, DataError, warn
 
 NAME_SUFFIXES = {
     "classes", "class", "pred", "preds", "prediction", "predictions", "label", "labels", "gt", "mask",
@@ -50,6 +49,8 @@ def add_to_confusion(confusion: np.ndarray, labels: np.ndarray, classes: np.ndar
     Labels outside ``0..K-1`` (the ignore index) and predictions equal to 255 (nodata) are left out; any other
     prediction outside ``0..K-1`` is an error naming ``source``.
     """
+    from rsseg.inference import NODATA
+
     k = confusion.shape[0]
     classes = classes.reshape(-1)
     labels = labels.reshape(-1)
@@ -184,14 +185,9 @@ def resolve_data_config(cfg: DictConfig, stored: DictConfig | None) -> DictConfi
 def build_decoder(data: DictConfig | None, num_classes: int, palette=None):
     """The label decoder a data config describes; without one, colour labels use ``palette`` (e.g. the
     prediction raster's colour table) and one-band labels are class indices."""
-    from rsseg.data.labels import build_decoder as make
+    from rsseg.data.labels import decoder_from_config
 
-    if data is not None and data.get("label_format"):
-        return make(
-            data.label_format, num_classes, data.get("palette"), data.get("ignore_colours") or (),
-            int(data.get("label_offset") or 0), data.get("ignore_values") or (), int(data.get("ignore_index", 255)),
-        )
-    return None if palette is None else make("colour", num_classes, palette)
+    return decoder_from_config(data, num_classes, palette)
 
 
 def _exclude(cfg: DictConfig, data: DictConfig | None) -> list:
@@ -232,7 +228,7 @@ def evaluate_predictions(pred_spec, label_spec, class_names, decoder, exclude, w
     """Score saved class rasters against label rasters; returns (confusion, per-scene results)."""
     from rasterio.windows import Window
 
-    from rsseg.data.raster import open_raster
+    from rsseg.data.raster import check_same_grid, open_raster
     from rsseg.predict import list_inputs
 
     preds, _ = list_inputs(pred_spec)
@@ -248,7 +244,7 @@ def evaluate_predictions(pred_spec, label_spec, class_names, decoder, exclude, w
                 local_decoder = _decoder_from_prediction(pred, label_path, k)
             reader = LabelReader(label_path, local_decoder)
             try:
-                _check_same_grid(pred, reader.handle, pred_path, label_path)
+                check_same_grid(pred, reader.handle, pred_path, label_path, "the prediction")
                 confusion = np.zeros((k, k), dtype=np.int64)
                 step = max(1, window_pixels // max(1, pred.width))
                 for row in range(0, pred.height, step):
@@ -284,14 +280,6 @@ def _decoder_from_prediction(pred, label_path: Path, num_classes: int):
     return make("colour", num_classes, palette)
 
 
-def _check_same_grid(pred, label, pred_path, label_path) -> None:
-    if (pred.height, pred.width) != (label.height, label.width):
-        raise DataError(f"{label_path}: size {label.height}x{label.width} differs from the prediction "
-                        f"{pred_path.name} ({pred.height}x{pred.width})")
-    if pred.crs and label.crs and (pred.crs != label.crs or not pred.transform.almost_equals(label.transform)):
-        raise DataError(f"{label_path}: georeferencing (CRS/transform) differs from the prediction {pred_path.name}")
-
-
 def _class_names_from_prediction(pred_spec) -> list[str]:
     from rsseg.data.raster import open_raster
     from rsseg.predict import list_inputs
@@ -306,7 +294,7 @@ def _class_names_from_prediction(pred_spec) -> list[str]:
 
 def _scenes_for_model(cfg: DictConfig, data: DictConfig | None, spec, dm_mean_std):
     """``(scenes, split name, decoder, bands, nodata)`` to predict: input/label globs, or a dataset split."""
-    from rsseg.data.raster import Scene
+    from rsseg.data.raster import Scene, check_pair
     from rsseg.predict import list_inputs
 
     if data is None:
@@ -324,6 +312,9 @@ def _scenes_for_model(cfg: DictConfig, data: DictConfig | None, spec, dm_mean_st
         if decoder is None:
             raise ConfigError("data.label_format is not set; expected 'colour' or 'index'")
         scenes = [Scene(image, label) for image, label in pairs]
+        bands = list(cfg.bands) if cfg.get("bands") else spec.bands
+        for scene in scenes:  # size, CRS and transform of every pair, before the model is built
+            check_pair(scene, spec.in_channels, bands, decoder.bands_needed)
         return scenes, "input", decoder, spec.bands, data.get("nodata")
     if "_target_" not in data:
         raise ConfigError("the data config has no _target_ (datamodule); give data=<name> or input= with label=")
@@ -337,7 +328,9 @@ def _scenes_for_model(cfg: DictConfig, data: DictConfig | None, spec, dm_mean_st
         split = "test" if dm.split_scenes("test")[0] else "val"
     scenes, _ = dm.split_scenes(split)
     if not scenes:
-        raise DataError(f"the {split} split of the data config is empty: no scenes to evaluate")
+        from rsseg.preflight import empty_split_reason
+
+        raise DataError(f"split={split}: the split is empty: {empty_split_reason(dm.scenes, split)}")
     return scenes, split, dm.decode_labels, dm.bands, data.get("nodata")
 
 
@@ -360,9 +353,10 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict, loaded: tuple | Non
         resolve_device,
         resolve_overlap,
     )
-    from rsseg.predict import load_checkpoint
+    from rsseg.predict import load_checkpoint, read_model_spec
+    from rsseg.preflight import check_writable
 
-    model, stored, spec = loaded or load_checkpoint(cfg.ckpt)
+    stored, spec = loaded[1:] if loaded else read_model_spec(cfg.ckpt)
     stored_cfg_holder["stored"] = stored
     data = resolve_data_config(cfg, stored)
     if data is not None and data.get("num_classes") is not None and int(data.num_classes) != spec.num_classes:
@@ -380,12 +374,15 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict, loaded: tuple | Non
     overlap = cfg.get("overlap", 0.25)
     overlap_px = resolve_overlap(overlap, tile_size)
     exclude = _exclude(cfg, data)
+    save_dir = _output_dir(cfg) / "predictions" if cfg.get("save_predictions") else None
+    if save_dir is not None:
+        check_writable(save_dir, "out_dir")
+    device = resolve_device(cfg.get("device", "auto"))
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
-    device = resolve_device(cfg.get("device", "auto"))
+    model = loaded[0] if loaded else load_checkpoint(cfg.ckpt)[0]
     predictor = TilePredictor(model, spec.mean, spec.std, spec.num_classes, device, cfg.get("precision", "auto"),
                               cfg.get("tta", "none"), int(cfg.get("batch_size", 8)))
-    save_dir = _output_dir(cfg) / "predictions" if cfg.get("save_predictions") else None
 
     k = spec.num_classes
     total = np.zeros((k, k), dtype=np.int64)
@@ -421,6 +418,9 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict, loaded: tuple | Non
                 raise
             finally:
                 labels.close()
+            if stats.extra.get("nonfinite_pixels"):
+                warn(f"{scene.image}: {stats.extra['nonfinite_pixels']:,} pixels are NaN or infinite; treated as "
+                     f"nodata (left out of the scores)")
             tiles += stats.tiles
             seconds += stats.seconds
             total += sink.confusion
@@ -439,19 +439,21 @@ def run_eval(cfg: DictConfig, loaded: tuple | None = None) -> dict:
     import rsseg
     from rsseg.metrics import format_table, metrics_from_confusion
     from rsseg.predict import peak_memory
+    from rsseg.preflight import check_writable
     from rsseg.results import git_commit, write_results
     from rsseg.train import hydra_choice
 
     started = time.perf_counter()
+    check_writable(_output_dir(cfg), "out_dir")
     holder: dict = {}
     if cfg.get("pred") is not None:
         if cfg.get("label") is None:
             raise ConfigError("pred= needs label= (the label rasters to score against)")
         stored = None
         if cfg.get("ckpt") is not None:
-            from rsseg.predict import load_checkpoint
+            from rsseg.predict import read_model_spec
 
-            _, stored, _ = loaded or load_checkpoint(cfg.ckpt)
+            stored = loaded[1] if loaded else read_model_spec(cfg.ckpt)[0]
         data = resolve_data_config(cfg, stored)
         if data is not None and data.get("class_names"):
             class_names = [str(n) for n in data.class_names]
@@ -467,6 +469,7 @@ def run_eval(cfg: DictConfig, loaded: tuple | None = None) -> dict:
     else:
         raise ConfigError("give ckpt=<file.ckpt> (evaluate a model on a dataset split, or on input= with label=), "
                           "or pred=<class rasters> with label=<label rasters>")
+
 
     metrics = metrics_from_confusion(confusion, class_names, exclude)
     metrics["confusion"] = confusion.tolist()
@@ -504,14 +507,11 @@ def run_eval(cfg: DictConfig, loaded: tuple | None = None) -> dict:
 
 
 def main(cfg: DictConfig) -> dict | None:
-    """The Hydra app's body: one-line errors with exit status 2."""
-    from rsseg.app import run_guarded
+    """The Hydra app's body: one-line errors (exit 2); SIGTERM or Ctrl-C leave no partial output (exit 130)."""
+    from rsseg.app import run_guarded, terminate_as_interrupt
 
-    try:
-        return run_guarded(run_eval, cfg)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    terminate_as_interrupt()
+    return run_guarded(run_eval, cfg)
 
 
 class _CallableModule(types.ModuleType):

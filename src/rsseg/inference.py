@@ -18,7 +18,9 @@ So memory does not depend on the scene's height, and depends on its width only t
 or held whole, which is where mmsegmentation's slide inference (logits of the whole image on the GPU) fails.
 
 Input nodata (the config's value, else the raster's nodata value, else its mask; a pixel is nodata when all bands
-equal it) is fed to the model as zeros after normalisation and comes out as ``NODATA`` (255).
+equal it) is fed to the model as zeros after normalisation and comes out as ``NODATA`` (255). So is a pixel with a
+NaN or infinite value in any band of a float raster (counted in ``InferenceStats.extra["nonfinite_pixels"]``):
+it never reaches the model, where one NaN would spread through every layer and its neighbours' predictions.
 """
 
 from __future__ import annotations
@@ -44,12 +46,9 @@ from torch import nn
 
 from rsseg.data.raster import create_raster
 from rsseg.errors import ConfigError, DataError
-from rsseg.metrics import argmax_classes
+from rsseg.schema import BLENDS, PRECISIONS, TTAS
 
 NODATA = 255  # class, confidence and probability rasters: 255 is nodata, so classes are 0..254
-BLENDS = ("uniform", "gaussian", "cosine")
-TTAS = ("none", "flip", "d4")
-PRECISIONS = ("auto", "32", "bf16", "fp16")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -359,6 +358,8 @@ class _StripReader(threading.Thread):
         self.stop = threading.Event()
         dtype = np.dtype(handle.dtypes[bands[0] - 1])
         self.dtype = np.dtype(_TORCH_SAFE.get(dtype, dtype))
+        self.floating = dtype.kind == "f"  # float rasters always get a mask: NaN and inf are nodata
+        self.nonfinite = 0
 
     def _put(self, item) -> None:
         while not self.stop.is_set():
@@ -378,6 +379,10 @@ class _StripReader(threading.Thread):
                 mask = equals_nodata(pixels, self.nodata_value)
             elif self.use_mask:
                 mask = self.handle.read_masks(1, window=window) == 0
+            if self.floating:
+                nonfinite = ~np.isfinite(pixels).all(0)
+                self.nonfinite += int(nonfinite.sum() - (nonfinite & mask).sum()) if mask is not None else int(nonfinite.sum())
+                mask = nonfinite if mask is None else mask | nonfinite
         except rasterio.errors.RasterioError as error:
             raise DataError(
                 f"{self.handle.name}: reading rows {self.row0 + r0}..{self.row0 + r1} failed, the file looks "
@@ -476,6 +481,9 @@ def count_tiles(height: int, width: int, tile_size: int, overlap: int) -> int:
 
 def argmax_uint8(scores: torch.Tensor) -> torch.Tensor:
     """``scores.argmax(0)`` of ``[K, H, W]`` scores as uint8 (ties to the lowest class)."""
+    # Imported here: torchmetrics is slow to import, and a refused command never needs it.
+    from rsseg.metrics import argmax_classes
+
     return argmax_classes(scores.unsqueeze(0))[0].to(torch.uint8)
 
 
@@ -613,6 +621,7 @@ def predict_raster(
         if out is not None:
             out.finish(ok)
     stats.seconds = time.perf_counter() - started
+    stats.extra["nonfinite_pixels"] = reader.nonfinite
     return stats
 
 

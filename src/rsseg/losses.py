@@ -9,11 +9,20 @@ from torch import nn
 
 
 class CrossEntropy(nn.CrossEntropyLoss):
-    """Cross-entropy with an ignore index and optional per-class weights given as a plain list in the config."""
+    """Cross-entropy with an ignore index and optional per-class weights given as a plain list in the config.
+
+    A batch without a single labelled pixel (windows entirely under nodata) gives 0 instead of torch's 0 / 0 = NaN,
+    which would otherwise turn every weight into NaN at the next optimiser step.
+    """
 
     def __init__(self, ignore_index: int = 255, class_weights: Sequence[float] | None = None, label_smoothing: float = 0.0):
         weight = torch.tensor(list(class_weights), dtype=torch.float32) if class_weights else None
         super().__init__(weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not bool((target != self.ignore_index).any()):
+            return logits.sum() * 0.0  # no gradient, no NaN
+        return super().forward(logits, target)
 
 
 class WeightedSum(nn.Module):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from rsseg.errors import ConfigError, DataError
+from rsseg.errors import ConfigError, DataError, warn
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 OUTPUT_KINDS = ("classes", "confidence", "probabilities", "preview")
@@ -135,6 +135,18 @@ class ModelSpec:
         )
 
 
+def read_model_spec(path: str | os.PathLike) -> tuple[DictConfig, ModelSpec]:
+    """``(stored cfg, ModelSpec)`` of an rsseg checkpoint, read without building its model (tensors are mapped,
+    not read), so inputs can be checked against it first."""
+    from rsseg.checkpoints import read_checkpoint, stored_config
+
+    if path is None:
+        raise ConfigError("ckpt= is required: the .ckpt of a trained rsseg model")
+    path = Path(str(path)).expanduser()
+    stored = OmegaConf.create(stored_config(read_checkpoint(path, mmap=True), f"ckpt={path}"))
+    return stored, ModelSpec.from_config(stored, f"ckpt={path}")
+
+
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu"):
     """``(model, stored cfg, ModelSpec)`` from an rsseg checkpoint or a model ``rsseg export`` wrote (imported
     lazily: the task pulls Lightning)."""
@@ -147,6 +159,27 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu"):
         return load_exported(path)
     model, stored = load_model_from_checkpoint(Path(str(path)).expanduser(), map_location="cpu")
     return model, stored, ModelSpec.from_config(stored, str(path))
+
+
+def check_value_range(handle, spec: ModelSpec, bands: list[int] | None) -> None:
+    """Warn when a scene's values cannot be what the checkpoint was trained on: 16-bit or float pixels beyond
+    0..255 (or reflectances in 0..1) for a model normalised for 8-bit data. Reads a decimated overview only."""
+    import numpy as np
+
+    dtype = handle.dtypes[(bands or [1])[0] - 1]
+    eight_bit = max(spec.mean) + max(spec.std) <= 255
+    if dtype == "uint8" or not eight_bit:
+        return
+    side = max(1, min(256, handle.height, handle.width))
+    sample = handle.read(bands or None, out_shape=(len(bands) if bands else handle.count, side, side)).astype(np.float64)
+    sample = sample[np.isfinite(sample)]
+    if not sample.size:
+        return
+    high = float(np.percentile(sample, 99))
+    if high > 255 or (dtype.startswith("float") and high <= 1.0):
+        warn(f"{handle.name}: {dtype} pixels (99th percentile {high:g}) but the checkpoint was trained on 8-bit "
+             f"data (mean {[round(m, 1) for m in spec.mean]}); its predictions will be wrong unless the values are "
+             f"brought to 0..255")
 
 
 def _is_rsseg_output(path: Path) -> bool:
@@ -163,7 +196,8 @@ def check_input(handle, spec: ModelSpec, bands: list[int] | None) -> None:
     count = handle.count
     if bands:
         if min(bands) < 1 or max(bands) > count:
-            raise DataError(f"{handle.name}: bands {bands} requested but the raster has {count} bands")
+            raise DataError(f"{handle.name}: bands {bands} requested but the raster has {count} bands; expected "
+                            f"1-based band numbers in 1..{count}")
         count = len(bands)
     if count != spec.in_channels:
         raise DataError(
@@ -233,9 +267,9 @@ def run_predict(cfg: DictConfig, loaded: tuple | None = None) -> dict:
     """Predict every scene ``cfg.input`` names with ``cfg.ckpt`` (or with ``loaded``, what
     :func:`load_checkpoint` returns); returns a summary (also printed)."""
     import rasterio
-    import torch
 
-    from rsseg.inference import TilePredictor, open_input, resolve_device, resolve_overlap
+    from rsseg.data.raster import open_raster
+    from rsseg.preflight import check_writable
 
     started = time.perf_counter()
     if cfg.get("input") is None:
@@ -248,20 +282,30 @@ def run_predict(cfg: DictConfig, loaded: tuple | None = None) -> dict:
     wanted = {"classes"} | {k for k in ("confidence", "probabilities", "preview") if cfg.get(k)}
     plans = plan_outputs(inputs, collection, cfg.get("output"), run_dir(cfg), wanted)
     check_outputs(inputs, plans, bool(cfg.get("overwrite", False)))
+    for folder in sorted({out.parent for plan in plans for out in plan.values()}):
+        check_writable(folder, "output")
+    for path in inputs:  # every input opens (a fake or empty .tif is refused here)
+        open_raster(path).close()
 
-    model, stored, spec = loaded or load_checkpoint(cfg.ckpt)
+    # Everything is checked against the checkpoint's stored config before its model is built.
+    stored, spec = loaded[1:] if loaded else read_model_spec(cfg.ckpt)
     bands = list(cfg.bands) if cfg.get("bands") else spec.bands
     nodata = cfg.get("nodata") if cfg.get("nodata") is not None else spec.nodata
     tile_size = int(cfg.get("tile_size") or spec.tile_size)
     overlap = cfg.get("overlap", 0.25)
-    resolve_overlap(overlap, tile_size)
-    # Every input is checked before any output is written.
     for path in inputs:
-        with open_input(path) as handle:
+        with open_raster(path) as handle:
             check_input(handle, spec, bands)
+            check_value_range(handle, spec, bands)
+    import torch
+
+    from rsseg.inference import TilePredictor, open_input, resolve_device, resolve_overlap
+
+    resolve_overlap(overlap, tile_size)
+    device = resolve_device(cfg.get("device", "auto"))
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
-    device = resolve_device(cfg.get("device", "auto"))
+    model = loaded[0] if loaded else load_checkpoint(cfg.ckpt)[0]
     predictor = TilePredictor(model, spec.mean, spec.std, spec.num_classes, device, cfg.get("precision", "auto"),
                               cfg.get("tta", "none"), int(cfg.get("batch_size", 8)))
     tags = {"RSSEG_CHECKPOINT": str(cfg.ckpt), "RSSEG_TILE_SIZE": str(tile_size), "RSSEG_OVERLAP": str(overlap),
@@ -277,6 +321,9 @@ def run_predict(cfg: DictConfig, loaded: tuple | None = None) -> dict:
                     preview_size=int(cfg.get("preview_size", 1024)), progress=bool(cfg.get("progress", True)),
                     tags=tags,
                 )
+            if stats.extra.get("nonfinite_pixels"):
+                warn(f"{path}: {stats.extra['nonfinite_pixels']:,} pixels are NaN or infinite; treated as nodata "
+                     f"(255 in the outputs)")
             print(f"{path} -> {plan['classes']}: {stats.height}x{stats.width} px, {stats.tiles} tiles in "
                   f"{stats.seconds:.1f} s ({stats.tiles_per_second:.1f} tiles/s)")
             scenes.append({"input": str(path), "outputs": {k: str(v) for k, v in plan.items()},
@@ -297,21 +344,9 @@ def run_predict(cfg: DictConfig, loaded: tuple | None = None) -> dict:
             "device": str(device), **memory}
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(cfg: DictConfig) -> dict | None:
-    """The Hydra app's body: one-line errors (exit 2); an interrupt leaves no partial output (exit 130)."""
-    import signal
-    import threading
+    """The Hydra app's body: one-line errors (exit 2); SIGTERM or Ctrl-C leave no partial output (exit 130)."""
+    from rsseg.app import run_guarded, terminate_as_interrupt
 
-    from rsseg.app import run_guarded
-
-    if threading.current_thread() is threading.main_thread():  # `kill` cleans up like Ctrl-C
-        signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        return run_guarded(run_predict, cfg)
-    except KeyboardInterrupt:
-        print("interrupted: the scene in progress was not written", file=sys.stderr)
-        sys.exit(130)
+    terminate_as_interrupt()
+    return run_guarded(run_predict, cfg)

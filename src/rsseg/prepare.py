@@ -12,15 +12,20 @@
 4. With ``tiles.write=true``: ``tiles.size`` tiles without overlap (remainders dropped; a 6800 x 7200 GID scene
    gives 13 x 14 = 182) as GeoTIFFs under ``tiles/<split>/{images,labels}`` with their own ``splits.json``.
 
-Every file is written atomically: a temporary name in the target folder, then a rename.
+Every file is written atomically: a temporary name in the target folder, then a rename; the tiles go into a
+temporary folder renamed to ``tiles/`` once all are written, so an interrupted run leaves no partial tile set.
+NaN or infinite pixels of float rasters count as nodata (listed in ``stats.json`` and in a warning).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +36,8 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from rsseg.data import stats as _stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver
-from rsseg.data.dataset import scene_bounds
 from rsseg.data.datasets import SPLITS, all_scenes
-from rsseg.data.labels import build_decoder
+from rsseg.data.labels import build_decoder, decoder_from_config
 from rsseg.data.raster import (
     Scene,
     check_pair,
@@ -44,9 +48,9 @@ from rsseg.data.raster import (
     read_window,
 )
 from rsseg.data.stats import RunningStats
-from rsseg.errors import DataError, RssegError
+from rsseg.errors import DataError, RssegError, warn
 from rsseg.files import replaced_when_complete
-from rsseg.results import write_results
+from rsseg.preflight import check_writable, empty_split_reason
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,13 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "scene"
 
 
+def _bounds(scene: Scene, image) -> tuple[int, int, int, int]:
+    # Imported here: rsseg.data.dataset pulls torch, which a refused prepare never needs.
+    from rsseg.data.dataset import scene_bounds
+
+    return scene_bounds(scene, image.height, image.width)
+
+
 def _key(scene: Scene) -> tuple:
     return (str(scene.image), str(scene.label) if scene.label else None, scene.window)
 
@@ -78,11 +89,8 @@ class DatasetPass:
     """One streaming pass over the scenes: per-scene class counts, band statistics, problems found."""
 
     def __init__(self, data: DictConfig, window: int) -> None:
-        self.decode = build_decoder(
-            data.get("label_format", "colour"), int(data.num_classes), data.get("palette"),
-            data.get("ignore_colours", []) or [], int(data.get("label_offset", 0)), data.get("ignore_values", []) or [],
-            int(data.get("ignore_index", 255)),
-        )
+        self.decode = decoder_from_config(data) if data.get("label_format") else build_decoder(
+            "colour", int(data.num_classes), data.get("palette"), data.get("ignore_colours") or [])
         self.num_classes = int(data.num_classes)
         self.ignore_index = int(data.get("ignore_index", 255))
         self.bands = list(data.bands) if data.get("bands") else None
@@ -91,6 +99,7 @@ class DatasetPass:
         self.window = int(window)
         self.problems: dict[str, str] = {}  # file -> first problem found in it
         self.counts: dict[tuple, np.ndarray] = {}
+        self.nonfinite: dict[str, int] = {}  # file -> NaN or infinite pixels (treated as nodata)
         self.ignored: dict[tuple, int] = {}
         self.checked: dict[tuple, tuple[int, int] | None] = {}
 
@@ -132,7 +141,7 @@ class DatasetPass:
             with open_raster(scene.image) as image:
                 label = open_raster(scene.label) if scene.label is not None else None
                 try:
-                    bounds = scene_bounds(scene, image.height, image.width)
+                    bounds = _bounds(scene, image)
                     for window in _windows(bounds, self.window):
                         try:
                             pixels = read_window(image, window, self.bands, bounds=bounds)
@@ -141,6 +150,10 @@ class DatasetPass:
                                                        f"col {window.col_off}): corrupt or truncated file "
                                                        f"({str(error).splitlines()[0]})")
                             return
+                        if pixels.dtype.kind == "f":
+                            bad = int((~np.isfinite(pixels).all(0)).sum())
+                            if bad:
+                                self.nonfinite[str(scene.image)] = self.nonfinite.get(str(scene.image), 0) + bad
                         missing = nodata_mask(image, pixels, self.nodata)
                         valid = ~missing if missing is not None else np.ones(pixels.shape[1:], bool)
                         if stats is not None:
@@ -175,6 +188,35 @@ def _atomic_raster(path: Path, pixels: np.ndarray, profile: dict, source: Path) 
         dst.write(pixels)
 
 
+def problem_report(problems: list[str], root) -> str:
+    """One problem as the error line itself; several as a count followed by one indented line each."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problem(s) in {root}:\n" + "\n".join(f"  {p}" for p in problems)
+
+
+@contextmanager
+def complete_folder(folder: Path) -> Iterator[Path]:
+    """Fill a temporary folder beside ``folder`` and rename it to ``folder`` when the block completes (an earlier
+    ``folder`` is replaced); an error or an interrupt removes the temporary folder."""
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)  # left by a run that was killed
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(partial, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(partial, folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
 def write_tiles(
     splits: dict[str, list[Scene]], out: Path, size: int, stride: int | None, parts, root: Path | None
 ) -> dict:
@@ -193,7 +235,7 @@ def write_tiles(
             with open_raster(scene.image) as image:
                 label = open_raster(scene.label) if scene.label is not None else None
                 try:
-                    row0, col0, row1, col1 = scene_bounds(scene, image.height, image.width)
+                    row0, col0, row1, col1 = _bounds(scene, image)
                     for row in range(row0, row1 - size + 1, stride):
                         for col in range(col0, col1 - size + 1, stride):
                             window = Window(col, row, size, size)
@@ -228,9 +270,12 @@ def write_tiles(
 
 def run_prepare(cfg: DictConfig) -> dict:
     """Check, measure and (optionally) tile the configured dataset; returns the report written to stats.json."""
+    from rsseg.results import write_results  # imports torch: after the config passed its checks
+
     started = time.perf_counter()
     data = cfg.data
     out = _out_dir(cfg)
+    check_writable(out, "out_dir")
     source = instantiate(data.scenes)
     problems: list[str] = []
     if hasattr(source, "problems"):
@@ -242,10 +287,10 @@ def run_prepare(cfg: DictConfig) -> dict:
         splits = all_scenes(source)
     except RssegError as error:
         lines = problems if str(error) in problems else [*problems, str(error)]
-        raise DataError(f"{len(lines)} problem(s):\n" + "\n".join(f"  {p}" for p in lines)) from None
+        raise DataError(problem_report(lines, getattr(source, "root", "the dataset"))) from None
     for name in ("train", "val"):
         if not splits[name] and not any("not found" in p for p in problems):
-            problems.append(f"the {name} split is empty: no scenes found under {getattr(source, 'root', '?')}")
+            problems.append(f"the {name} split is empty: {empty_split_reason(source, name)}")
 
     scan = DatasetPass(data, cfg.get("window", 1024))
     scenes = {name: [s for s in splits[name] if scan.check(s)] for name in SPLITS}
@@ -261,11 +306,11 @@ def run_prepare(cfg: DictConfig) -> dict:
                 if done % 50 == 0:
                     log.info("prepare: %d / %d scenes read (%.0f s)", done, total, time.perf_counter() - started)
     problems.extend(scan.problems.values())
+    for path, count in scan.nonfinite.items():
+        warn(f"{path}: {count:,} pixels are NaN or infinite; treated as nodata (left out of the statistics and of "
+             f"training)")
     if problems:
-        raise DataError(
-            f"{len(problems)} problem(s) in {getattr(source, 'root', 'the dataset')}:\n"
-            + "\n".join(f"  {p}" for p in problems)
-        )
+        raise DataError(problem_report(problems, getattr(source, "root", "the dataset")))
 
     names = list(data.class_names)
     report: dict = {
@@ -275,6 +320,7 @@ def run_prepare(cfg: DictConfig) -> dict:
         "bands": list(data.bands) if data.get("bands") else None,
         "stats_split": stats_split,
         "splits": {name: len(splits[name]) for name in SPLITS},
+        "nonfinite_pixels": scan.nonfinite,
     }
     if cfg.get("check_pixels", True):
         if stats.count == 0:
@@ -301,10 +347,11 @@ def run_prepare(cfg: DictConfig) -> dict:
     if cfg.get("tiles", {}).get("write", False):
         tiles = cfg.tiles
         tile_dir = out / "tiles"
-        manifest = write_tiles(splits, tile_dir, int(tiles.size), tiles.get("stride"), list(tiles.get("splits", SPLITS)),
-                               getattr(source, "root", None))
-        write_results(tile_dir / "splits.json", {"dataset": report["dataset"], "tile_size": int(tiles.size),
-                                                 "splits": manifest})
+        with complete_folder(tile_dir) as partial:  # tiles/ appears whole or not at all
+            manifest = write_tiles(splits, partial, int(tiles.size), tiles.get("stride"),
+                                   list(tiles.get("splits", SPLITS)), getattr(source, "root", None))
+            write_results(partial / "splits.json", {"dataset": report["dataset"], "tile_size": int(tiles.size),
+                                                    "splits": manifest})
         report["tiles"] = {name: len(v) for name, v in manifest.items()}
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     path = write_results(out / "stats.json", report)
@@ -322,3 +369,11 @@ def _print_report(report: dict, out: Path, path: Path) -> None:
         lines.append("tiles written: " + ", ".join(f"{k} {v}" for k, v in report["tiles"].items()) + f" under {out / 'tiles'}")
     lines.append(f"wrote {path} and {out / 'splits.json'}; train with data.stats_file={path}")
     print("\n".join(lines))
+
+
+def main(cfg: DictConfig) -> dict | None:
+    """The Hydra app's body: one-line errors (exit 2); SIGTERM or Ctrl-C leave no partial output (exit 130)."""
+    from rsseg.app import run_guarded, terminate_as_interrupt
+
+    terminate_as_interrupt()
+    return run_guarded(run_prepare, cfg)

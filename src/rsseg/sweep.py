@@ -45,8 +45,14 @@ def in_multirun() -> bool:
 
 
 def same_config(stored: Any, resolved: dict) -> bool:
-    """Whether a stored (JSON) config is the resolved config, compared as JSON would store it."""
-    return stored == json.loads(json.dumps(jsonable(resolved)))
+    """Whether a stored (JSON) config is the resolved config, compared as JSON would store it and without the
+    keys that do not change what a run computes (where it writes, how it resumes, what it logs:
+    :data:`rsseg.resume.VOLATILE`)."""
+    from rsseg.resume import comparable
+
+    if not isinstance(stored, dict):
+        return False
+    return comparable(stored) == comparable(json.loads(json.dumps(jsonable(resolved))))
 
 
 def finished_results(folder: Path, resolved: dict) -> dict | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
@@ -175,19 +174,10 @@ def check_class_count(model: nn.Module, num_classes: int, in_channels: int, mode
 
 def load_model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, DictConfig]:
     """Rebuild the trained network from an rsseg checkpoint alone; returns ``(model.eval(), cfg)``."""
-    from rsseg.errors import DataError
+    from rsseg.checkpoints import read_checkpoint, stored_config
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found")
-    try:
-        checkpoint: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise DataError(f"{path}: not a readable rsseg checkpoint ({str(error).splitlines()[0]})") from None
-    cfg = checkpoint.get("hyper_parameters", {}).get("cfg")
-    if not cfg or "model" not in cfg or "data" not in cfg:
-        raise DataError(f"{path}: checkpoint holds no rsseg training config (hyper_parameters.cfg with model and data)")
-    cfg = OmegaConf.create(cfg)
+    checkpoint = read_checkpoint(path)
+    cfg = OmegaConf.create(stored_config(checkpoint, f"ckpt={path}"))
     model = instantiate_model(cfg.model, offline=True)
     state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)

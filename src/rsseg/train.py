@@ -12,7 +12,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import rsseg
 import rsseg.data.stats  # noqa: F401 - registers the ${rsseg.stats:...} resolver the data configs use
@@ -21,7 +21,9 @@ from rsseg.callbacks.throughput import TrainThroughput
 from rsseg.metrics import format_table
 from rsseg.models.hub import build_model, instantiate_model
 from rsseg.models.profile import count_gflops, model_size
+from rsseg.preflight import check_accelerator, check_training_data, check_training_outputs
 from rsseg.results import git_commit, write_results
+from rsseg.resume import prepare_resume
 from rsseg.task import SegmentationTask, check_class_count
 
 
@@ -159,10 +161,14 @@ def train(cfg: DictConfig) -> dict:
 def _fit_and_evaluate(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
+    resume = prepare_resume(cfg)  # may move paths.output_dir to the run being continued
+    check_accelerator(cfg)
     out = output_dir(cfg)
     datamodule = build_datamodule(cfg)
+    check_training_data(datamodule)
     model = instantiate_model(cfg.model)
     check_class_count(model, cfg.data.num_classes, cfg.data.in_channels, hydra_choice("model") or "model")
+    check_training_outputs(cfg, model)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     task = SegmentationTask(
         model=model,
@@ -179,22 +185,23 @@ def _fit_and_evaluate(cfg: DictConfig) -> dict:
     throughput = TrainThroughput()
     job_loggers = _instantiate_loggers(cfg, out, record)
     try:
-        return _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started)
+        return _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started, resume)
     finally:
         loggers.finish(job_loggers)
 
 
-def _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started) -> dict:
+def _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started, resume) -> dict:
     out = output_dir(cfg)
     resolved = task.hparams["cfg"]
     model = task.model
     callbacks = _instantiate_group(cfg.get("callbacks")) + [throughput]
     if not job_loggers:  # logger=none: there is nowhere to send learning rates
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    resume.continue_loggers(job_loggers)
     distributed.start_workers_from(resolved)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=job_loggers or False,
                                      **distributed.trainer_arguments(cfg.trainer))
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume.checkpoint)
 
     # Report the checkpoint a user would keep: the best by val mIoU when one was saved.
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
@@ -243,9 +250,11 @@ def main(cfg: DictConfig) -> float:
 
     A single run reports bad input as one ``error:`` line (exit status 2). A job of a multirun skips itself when
     its folder holds results for the same resolved config, and records a failure in its folder instead of
-    stopping the sweep (see :mod:`rsseg.sweep`).
+    stopping the sweep (see :mod:`rsseg.sweep`); a job that was killed continues from its last checkpoint
+    (``resume=auto`` within its own folder, :mod:`rsseg.resume`).
     """
     from rsseg.app import run_guarded
+    from rsseg.schema import check_config
 
     if not sweep.in_multirun():
         return sweep.sweep_metric(run_guarded(train, cfg))
@@ -256,6 +265,11 @@ def main(cfg: DictConfig) -> float:
         print(f"skipped: {out} already holds results.json for this config")
         return sweep.sweep_metric(done)
     try:
+        check_config(cfg)
+        if cfg.get("resume") is None and cfg.get("ckpt_path") is None:
+            # A job killed before it finished continues from its own last checkpoint when the sweep is re-launched.
+            with open_dict(cfg):
+                cfg.resume = "auto"
         results = train(cfg)
     except Exception as error:  # noqa: BLE001 - any failure of one job is recorded and the sweep goes on
         path = sweep.record_failure(out, resolved, error)

@@ -19,6 +19,7 @@ from rsseg.data.dataset import (
 )
 from rsseg.data.labels import build_decoder
 from rsseg.data.raster import Scene, check_pair, scene_size
+from rsseg.data.resumable import resume_sampler, seed_batch, training_position
 from rsseg.data.transforms import Normalize
 from rsseg.errors import ConfigError, DataError
 
@@ -70,6 +71,7 @@ class SegmentationDataModule(L.LightningDataModule):
         label_offset: int = 0,
         ignore_values: Sequence[int] = (),
         ignore_index: int = 255,
+        label_values: Sequence[int] | None = None,
         bands: Sequence[int] | None = None,
         nodata: float | None = None,
         exclude_from_mean: Sequence[str] = (),
@@ -99,7 +101,7 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"got {len(mean)} and {len(std)}"
             )
         self.decode_labels = build_decoder(
-            label_format, num_classes, palette, ignore_colours, label_offset, ignore_values, ignore_index
+            label_format, num_classes, palette, ignore_colours, label_offset, ignore_values, ignore_index, label_values
         )
         self.scenes = scenes
         self.num_classes, self.in_channels = num_classes, in_channels
@@ -119,6 +121,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.sampling, self.class_balance, self.class_balance_cell = sampling, class_balance, class_balance_cell
         self.reader = SceneReader(self.decode_labels, Normalize(mean, std), self.bands, nodata, ignore_index)
         self._splits: dict[str, tuple[list[Scene], list[tuple[int, int]]]] = {}
+        self._resume_position: dict | None = None
 
     def split_scenes(self, name: str) -> tuple[list[Scene], list[tuple[int, int]]]:
         """The checked scenes of a split and their sizes (cached)."""
@@ -171,8 +174,10 @@ class SegmentationDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Batch-level augmentation (RICAP) on training batches only, on the device the batch now lives on.
         trainer = getattr(self, "trainer", None)
-        if self.batch_augment is not None and trainer is not None and trainer.training:
-            batch = self.batch_augment(batch)
+        if trainer is not None and trainer.training:
+            seed_batch(self.seed, trainer)  # RICAP and dropout draw the same for this batch in a resumed run
+            if self.batch_augment is not None:
+                batch = self.batch_augment(batch)
         return batch
 
     def _loader(self, dataset, batch_size: int, **kwargs) -> DataLoader:
@@ -187,7 +192,10 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # drop_last: BatchNorm after image pooling (ASPP) cannot train on a last batch of one window.
-        sampler = RandomWindowSampler(len(self.train_set))
+        trainer = getattr(self, "trainer", None)
+        sampler = RandomWindowSampler(len(self.train_set), epoch=trainer.current_epoch if trainer else 0)
+        resume_sampler(sampler, self._resume_position, self.batch_size)  # a run resumed mid-epoch
+        self._resume_position = None
         return self._loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
 
     def _eval_loader(self, dataset: GridWindowDataset) -> DataLoader:
@@ -197,6 +205,14 @@ class SegmentationDataModule(L.LightningDataModule):
             sampler = EvenShardSampler(dataset, dist.get_world_size(), dist.get_rank())
             return self._loader(dataset, self.eval_batch_size, sampler=sampler)
         return self._loader(dataset, self.eval_batch_size, shuffle=False)
+
+    def state_dict(self) -> dict:
+        trainer = getattr(self, "trainer", None)
+        fitting = trainer is not None and trainer.state.fn == "fit"
+        return {"training_position": training_position(trainer)} if fitting else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume_position = state_dict.get("training_position")
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_set)

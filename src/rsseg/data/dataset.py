@@ -16,8 +16,9 @@ from rasterio.windows import Window
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from rsseg.data.raster import RasterPool, Scene, nodata_mask, read_label_window, read_window
+from rsseg.data.resumable import window_generator_seed
 from rsseg.data.transforms import Normalize
-from rsseg.errors import DataError
+from rsseg.errors import DataError, warn
 
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -25,8 +26,8 @@ Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tenso
 class SceneReader:
     """Reads an image window (normalised float32) and its label window (class indices) from a scene.
 
-    Pixels that are nodata in the image (or outside the scene) get ``ignore_index`` in the label, so the loss and
-    the metrics never see them.
+    Pixels that are nodata in the image (or outside the scene, or NaN or infinite in any band) get ``ignore_index``
+    in the label, so the loss and the metrics never see them; NaN and inf become 0 (the band mean) in the image.
     """
 
     def __init__(
@@ -60,7 +61,11 @@ class SceneReader:
         missing = nodata_mask(handle, pixels, self.nodata)
         if missing is not None:
             label[missing] = self.ignore_index
-        return self.normalize(pixels.astype(np.float32)), torch.from_numpy(label.astype(np.int64))
+        image = self.normalize(pixels.astype(np.float32))
+        if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
+            warn(f"{scene.image}: NaN or infinite pixels; treated as nodata (ignored by the loss and the metrics)")
+            image = torch.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
+        return image, torch.from_numpy(label.astype(np.int64))
 
 
 def _read_or_fail(path, window: Window, read: Callable[[], np.ndarray]) -> np.ndarray:
@@ -95,20 +100,26 @@ class RandomWindowSampler(Sampler[int]):
 
     Index ``epoch * num_samples + i`` seeds the ``i``-th window of an epoch, so windows are reproducible from the
     seed, change every epoch, and under DDP each rank (which takes its own share of the indices) reads different
-    windows. The epoch advances each time the sampler is iterated; ``set_epoch`` pins it when resuming.
+    windows. The epoch advances each time the sampler is iterated; ``set_epoch`` pins it when resuming, and
+    ``skip_next`` makes the next iteration start part-way into its epoch (a run resumed mid-epoch).
     """
 
-    def __init__(self, num_samples: int) -> None:
+    def __init__(self, num_samples: int, epoch: int = 0) -> None:
         self.num_samples = int(num_samples)
-        self.epoch = 0
+        self.epoch = int(epoch)
+        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def skip_next(self, count: int) -> None:
+        self.skip = max(0, min(int(count), self.num_samples))
+
     def __iter__(self) -> Iterator[int]:
         start = self.epoch * self.num_samples
+        skip, self.skip = self.skip, 0
         self.epoch += 1
-        return iter(range(start, start + self.num_samples))
+        return iter(range(start + skip, start + self.num_samples))
 
     def __len__(self) -> int:
         return self.num_samples
@@ -154,9 +165,11 @@ class RandomWindowDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         scene, window = self.window(index)
         image, mask = self.reader.read(self.scenes[scene], window)
-        if self.augment is not None:
-            image, mask = self.augment(image, mask)
-        return {"image": image, "mask": mask}
+        if self.augment is not None:  # seeded by the window, so a resumed or re-sharded run draws the same
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(window_generator_seed(self.seed, index))
+                image, mask = self.augment(image, mask)
+        return {"image": image, "mask": mask, "index": int(index)}
 
 
 def grid_windows(height: int, width: int, tile_size: int, stride: int | None = None) -> list[Window]:

@@ -118,6 +118,27 @@ class SceneSet:
             return scenes
         return [s for s in scenes if s.image.exists() and (s.label is None or s.label.exists())]
 
+    def why_empty(self, split: str) -> str:
+        """Why ``split`` holds no scene, and what would give it some (for the one-line error)."""
+        self._assign()
+        if self.split_file is not None:
+            return f"the split file {self.split_file} lists no scene under {split!r}; expected scenes there"
+        tiles = getattr(self, "_tile_count", None)
+        if tiles is not None:
+            size, (scenes, largest) = self.split_tile_size, self._tile_sources
+            if tiles == 0:
+                fits = f"the largest is {largest[0]} x {largest[1]}" if scenes else "no scene was found"
+                return (f"no {size} x {size} tile fits in any of the {scenes} scenes under {self.root} ({fits}); "
+                        f"expected protocol.split_tile_size at most the scenes' size")
+            return (f"the {tiles} tiles of {size} x {size} px cut from {scenes} scenes leave none for {split} with "
+                    f"train_fraction={self.train_fraction} and val_fraction={self.val_fraction}; expected more "
+                    f"scenes or other fractions")
+        listed = self.discovery_problems()
+        if listed:
+            return f"{'; '.join(listed[:3])}; expected the dataset's files under {self.root}"
+        return (f"the {self.split_name} split table of {self.dataset} puts no scene found under {self.root} in "
+                f"{split}; expected scenes of that split there")
+
     def problems(self) -> list[str]:
         """Every missing file of every split, one line each (``rsseg prepare`` lists them all)."""
         if not self.root.is_dir():
@@ -256,14 +277,17 @@ class SceneSet:
         fraction. With ``val_fraction`` 0 (the papers had no validation set) validation uses the test tiles."""
         size = self.split_tile_size
         tiles: list[tuple[Record, tuple[int, int, int, int]]] = []
+        scenes, largest = 0, (0, 0)
         for record in sorted(self.records(), key=lambda r: r.id):
             if not record.image.exists():
                 continue  # reported as missing by problems()/split()
             with open_raster(record.image) as handle:
                 height, width = handle.height, handle.width
+            scenes, largest = scenes + 1, max(largest, (height, width), key=lambda s: s[0] * s[1])
             for row in range(0, height - size + 1, size):
                 for col in range(0, width - size + 1, size):
                     tiles.append((record, (row, col, size, size)))
+        self._tile_count, self._tile_sources = len(tiles), (scenes, largest)
         order = np.random.default_rng(self.split_seed).permutation(len(tiles))
         n_train = int(round(self.train_fraction * len(tiles)))
         n_val = int(round(self.val_fraction * len(tiles)))

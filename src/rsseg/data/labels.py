@@ -64,37 +64,73 @@ class ColourLabels:
 
 
 class IndexLabels:
-    """Decodes a single-band index label window: ``value - offset`` is the class, ``ignore_values`` are ignored.
+    """Decodes a single-band index label window into classes.
 
-    LoveDA stores 0 for no-data and 1..7 for classes: ``offset=1, ignore_values=[0]`` gives classes 0..6.
-    A value that maps outside ``0..num_classes-1`` and is not ignored is an error naming file, value and count.
+    Either ``value - offset`` is the class (LoveDA stores 0 for no-data and 1..7 for classes: ``offset=1,
+    ignore_values=[0]`` gives classes 0..6), or ``values`` lists the raster's value of each class in class order
+    (a 0/255 building mask: ``values=[0, 255]`` gives classes 0 and 1; GID-style codes ``[10, 20, 30]``). A
+    listed value is a class even when it equals ``ignore_index``; other values equal to ``ignore_index``, those in
+    ``ignore_values`` and NaN are ignored. Any other value is an error naming file, value and pixel count.
     """
 
     bands_needed = 1
 
     def __init__(
-        self, num_classes: int, offset: int = 0, ignore_values: Sequence[int] = (), ignore_index: int = 255
+        self, num_classes: int, offset: int = 0, ignore_values: Sequence[int] = (), ignore_index: int = 255,
+        values: Sequence[int] | None = None,
     ) -> None:
         self.num_classes = num_classes
         self.offset = offset
         self.ignore_values = np.asarray(list(ignore_values), dtype=np.int64)
         self.ignore_index = ignore_index
+        self.values = None
+        if values is not None:
+            listed = [int(v) for v in values]
+            if len(listed) != num_classes:
+                raise ConfigError(f"data.label_values={listed}: {len(listed)} values but data.num_classes={num_classes}; "
+                                  f"expected one label value per class, in class order")
+            if len(set(listed)) != len(listed):
+                raise ConfigError(f"data.label_values={listed}: a value is listed twice; expected distinct values")
+            if set(listed) & set(self.ignore_values.tolist()):
+                raise ConfigError(f"data.label_values={listed} and data.ignore_values={self.ignore_values.tolist()} "
+                                  f"share values; expected a value to be a class or ignored, not both")
+            if offset:
+                raise ConfigError(f"data.label_values={listed} and data.label_offset={offset} both map values to "
+                                  f"classes; expected one of them")
+            order = np.argsort(listed)
+            self.values = np.asarray(listed, dtype=np.int64)[order]
+            self.classes = order.astype(np.int64)
+
+    def expected(self) -> str:
+        if self.values is not None:
+            return f"one of the data.label_values {sorted(self.values.tolist())}"
+        return f"{self.offset}..{self.offset + self.num_classes - 1}"
 
     def __call__(self, window: np.ndarray, source: str = "label") -> np.ndarray:
-        raw = window[0].astype(np.int64)
-        classes = raw - self.offset
-        ignored = np.isin(raw, self.ignore_values) | (raw == self.ignore_index)
-        bad = ~ignored & ((classes < 0) | (classes >= self.num_classes))
+        band = window[0]
+        missing = ~np.isfinite(band) if band.dtype.kind == "f" else np.zeros(band.shape, dtype=bool)
+        raw = np.where(missing, 0, band).astype(np.int64)
+        ignored = missing | np.isin(raw, self.ignore_values)
+        if self.values is not None:
+            position = np.searchsorted(self.values, raw).clip(max=len(self.values) - 1)
+            known = self.values[position] == raw
+            classes = self.classes[position]
+            ignored |= (raw == self.ignore_index) & ~known
+        else:
+            classes = raw - self.offset
+            ignored |= raw == self.ignore_index
+            known = (classes >= 0) & (classes < self.num_classes)
+        bad = ~ignored & ~known
         if bad.any():
-            values, counts = np.unique(raw[bad], return_counts=True)
+            found, counts = np.unique(raw[bad], return_counts=True)
             worst = int(np.argmax(counts))
             raise DataError(
-                f"{source}: label value {int(values[worst])} is not a class ({int(counts[worst])} pixels); "
-                f"expected {self.offset}..{self.offset + self.num_classes - 1}"
+                f"{source}: label value {int(found[worst])} is not a class ({int(counts[worst])} pixels"
+                f"{f'; {len(found) - 1} more unknown values' if len(found) > 1 else ''}); expected {self.expected()}"
                 f"{f' or ignored {self.ignore_values.tolist()}' if len(self.ignore_values) else ''}"
+                f"{'' if self.values is not None else ' (data.label_values maps other codes to classes)'}"
             )
-        classes[ignored] = self.ignore_index
-        return classes.astype(np.uint8)
+        return np.where(ignored, self.ignore_index, classes).astype(np.uint8)
 
 
 def build_decoder(
@@ -105,12 +141,28 @@ def build_decoder(
     label_offset: int = 0,
     ignore_values: Sequence[int] = (),
     ignore_index: int = 255,
+    label_values: Sequence[int] | None = None,
 ) -> ColourLabels | IndexLabels:
     """The label decoder a data config describes (``label_format``: colour or index)."""
     if label_format == "colour":
         if palette is None or len(palette) != num_classes:
             raise ConfigError(f"data.palette needs {num_classes} colours for colour-coded labels, got {palette}")
+        if label_values is not None:
+            raise ConfigError("data.label_values maps the values of index labels; expected data.label_format=index")
         return ColourLabels(palette, ignore_colours, ignore_index)
     if label_format == "index":
-        return IndexLabels(num_classes, label_offset, ignore_values, ignore_index)
+        return IndexLabels(num_classes, label_offset, ignore_values, ignore_index, label_values)
     raise ConfigError(f"data.label_format={label_format!r}; expected 'colour' or 'index'")
+
+
+def decoder_from_config(data, num_classes: int | None = None, palette: Sequence[Sequence[int]] | None = None):
+    """The decoder of a data config (a mapping with ``label_format``, ``palette``, ``label_values`` ...); None when
+    it names no label format, unless ``palette`` is given (colour labels, e.g. a prediction's colour table)."""
+    num_classes = int(num_classes if num_classes is not None else data.get("num_classes"))
+    if data is not None and data.get("label_format"):
+        return build_decoder(
+            data.get("label_format"), num_classes, data.get("palette"), data.get("ignore_colours") or (),
+            int(data.get("label_offset") or 0), data.get("ignore_values") or (), int(data.get("ignore_index", 255)),
+            data.get("label_values"),
+        )
+    return None if palette is None else build_decoder("colour", num_classes, palette)

@@ -15,7 +15,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from rsseg.console import note_once
-from rsseg.errors import DataError
+from rsseg.errors import DataError, warn
 
 # GDAL's block cache defaults to 5 % of the RAM per process (and so per DataLoader worker); random windows over a
 # large scene would fill it with blocks that are rarely read twice, and memory would grow with the scene size
@@ -179,13 +179,17 @@ def read_label_decimated(
 
 
 def nodata_mask(handle: rasterio.DatasetReader, pixels: np.ndarray, nodata: float | None) -> np.ndarray | None:
-    """Pixels where every band equals the nodata value (the raster's own, unless the config names one)."""
+    """Pixels where every band equals the nodata value (the raster's own, unless the config names one), and
+    pixels with a NaN or infinite value in any band, which no model can take."""
     value = nodata if nodata is not None else handle.nodata
-    if value is None:
-        return None
-    if isinstance(value, float) and np.isnan(value):
-        return np.isnan(pixels).all(0)
-    return (pixels == value).all(0)
+    missing = None
+    if value is not None:
+        missing = np.isnan(pixels).all(0) if np.isnan(value) else (pixels == value).all(0)
+    if pixels.dtype.kind == "f":
+        nonfinite = ~np.isfinite(pixels).all(0)
+        if nonfinite.any():
+            missing = nonfinite if missing is None else missing | nonfinite
+    return missing
 
 
 def check_pair(
@@ -220,7 +224,8 @@ def _check_pair(
         count = image.count
         if bands:
             if max(bands) > count or min(bands) < 1:
-                raise DataError(f"{scene.image}: bands {bands} requested but the raster has {count} bands")
+                raise DataError(f"{scene.image}: bands {bands} requested but the raster has {count} bands "
+                                f"(1-based: 1..{count})")
             count = len(bands)
         if expected_bands is not None and count != expected_bands:
             raise DataError(f"{scene.image}: {count} bands read but the data config expects in_channels={expected_bands}")
@@ -233,16 +238,32 @@ def _check_pair(
                         f"{scene.label}: {label.count}-band label raster, but colour-coded labels need "
                         f"{label_bands_needed} bands (RGB) or a colour table"
                     )
-                if (label.height, label.width) != size:
-                    raise DataError(
-                        f"{scene.label}: size {label.height}x{label.width} differs from its image "
-                        f"{scene.image.name} ({size[0]}x{size[1]})"
-                    )
-                if image.crs and label.crs and image.crs != label.crs:
-                    raise DataError(f"{scene.label}: CRS {label.crs} differs from its image's {image.crs}")
-                if image.crs and label.crs and not image.transform.almost_equals(label.transform):
-                    raise DataError(
-                        f"{scene.label}: transform {tuple(label.transform)[:6]} differs from its image's "
-                        f"{tuple(image.transform)[:6]}"
-                    )
+                check_same_grid(image, label, scene.image, scene.label, "its image")
     return size
+
+
+def georeferenced(handle: rasterio.DatasetReader) -> bool:
+    return handle.crs is not None or not handle.transform.is_identity
+
+
+def check_same_grid(reference, other, reference_path, other_path, role: str) -> None:
+    """``other`` (a label, a prediction) covers the same pixels as ``reference`` (its image): same size, and
+    when both are georeferenced the same CRS and transform. One without georeferencing but of the same size
+    (a mask rendered from vectors, a JPEG) is taken to line up, with a one-line warning."""
+    name = Path(reference_path).name
+    if (other.height, other.width) != (reference.height, reference.width):
+        raise DataError(f"{other_path}: size {other.height}x{other.width} differs from {role} {name} "
+                        f"({reference.height}x{reference.width}); expected the same size")
+    if georeferenced(reference) and georeferenced(other):
+        if reference.crs != other.crs:
+            raise DataError(f"{other_path}: CRS {other.crs or 'none'} differs from {role}'s {reference.crs or 'none'} "
+                            f"({name}); expected the same CRS (reproject it onto the image's grid)")
+        if not reference.transform.almost_equals(other.transform):
+            dx, dy = other.transform.c - reference.transform.c, other.transform.f - reference.transform.f
+            raise DataError(f"{other_path}: transform {tuple(other.transform)[:6]} differs from {role}'s "
+                            f"{tuple(reference.transform)[:6]} (origin {dx:+,.2f}, {dy:+,.2f} map units away); "
+                            f"expected the same pixel grid")
+    elif georeferenced(reference) != georeferenced(other):
+        missing, present = (other_path, name) if georeferenced(reference) else (reference_path, Path(other_path).name)
+        warn(f"{missing}: no georeferencing; taken to line up with {present} (same size "
+             f"{reference.height}x{reference.width})")

@@ -1,0 +1,35 @@
+"""Bad input to ``python train.py`` and ``rsseg train``: refused before a model is built or a step is taken."""
+
+from __future__ import annotations
+
+from tests.bad_inputs.corpus import Case, cases, check_refusal
+
+TRAIN = ("train.py", "model=smp_deeplabv3plus", "logger=none")
+FOLDER = (*TRAIN, "data=geotiff", "data.root={world}/small_set", "data.num_workers=0")
+
+
+@cases(
+    Case("seed_not_an_integer", (*TRAIN, "seed=abc"), "error: seed=abc: not an integer; expected an integer"),
+    Case("misspelt_trainer_key_added_with_plus", (*TRAIN, "+trainer.max_epoch=3"),
+         "error: trainer.max_epoch: not an argument of lightning.pytorch.Trainer (did you mean max_epochs?)"),
+    Case("misspelt_trainer_key", (*TRAIN, "trainer.max_epoch=3"), "error: trainer.max_epoch: not a key of trainer"),
+    Case("misspelt_top_level_key_added_with_plus", (*TRAIN, "+resmue=auto"),
+         "error: resmue: not a key of the train config (conf/train.yaml) (did you mean resume?)"),
+    Case("unknown_model", (*TRAIN, "model=unet3"), "error: model=unet3: no such option (did you mean unet?)"),
+    Case("batch_size_zero", (*TRAIN, "data.batch_size=0"), "error: data.batch_size=0: below the minimum 1"),
+    Case("max_epochs_not_a_number", (*TRAIN, "trainer.max_epochs=ten"), "error: trainer.max_epochs=ten: not an integer"),
+    Case("gpu_without_cuda", (*TRAIN, "trainer.accelerator=gpu"), "error: trainer.accelerator=gpu: no CUDA device"),
+    Case("text_file_as_ckpt_path", (*TRAIN, "ckpt_path={world}/notes.txt"),
+         "error: ckpt_path={world}/notes.txt: not a PyTorch checkpoint", forbid="weights_only"),
+    Case("weights_only_checkpoint_to_resume", (*TRAIN, "resume={world}/tiny.ckpt"),
+         "error: resume={world}/tiny.ckpt: holds weights but no training state (optimizer_states, loops)"),
+    Case("resume_and_ckpt_path", (*TRAIN, "resume=auto", "ckpt_path={world}/tiny.ckpt"),
+         "both name where to continue from; expected one of them"),
+    Case("scenes_smaller_than_split_tiles", (*FOLDER, "protocol=random"),
+         "error: the training split is empty: no 512 x 512 tile fits in any of the 2 scenes"),
+    Case("read_only_output_folder", (*TRAIN, "hydra.run.dir={read_only}/run"),
+         "permission denied; expected a folder you can write to"),
+    Case("rsseg_train_seed_not_an_integer", ("rsseg", "train", "seed=abc"), "error: seed=abc: not an integer"),
+)
+def test_train_refuses_bad_input(case, outcomes, world):
+    check_refusal(case, outcomes, world)
