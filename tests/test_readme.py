@@ -109,6 +109,9 @@ def check_output(command: str, stdout: str, folder: Path) -> None:
         rows = [line.split("|")[1].strip() for line in main.splitlines() if line.startswith("| ") and "---" not in line]
         assert rows[1:] == tables[experiment], rows
         assert (folder / "multirun" / experiment / "smoke" / "tables" / f"{experiment}-synthetic-smoke.md").is_file()
+        # The sweep's checkpoints were only needed for the figures: the next sweeps need the disk.
+        for checkpoint in (folder / "multirun" / experiment).rglob("*.ckpt"):
+            checkpoint.unlink()
     elif "experiment=mst_params" in command:
         for line in ("PSPNet                  68,062,156    259.64     259.64",
                      "MST-DeepLabv3+           6,019,094     22.96      22.96"):

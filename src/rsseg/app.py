@@ -29,6 +29,7 @@ from rsseg.console import print_error
 from rsseg.errors import Interrupted, RssegError
 
 DEBUG_ENV = "RSSEG_DEBUG"
+_OWN_FULL_ERROR = "RSSEG_SET_HYDRA_FULL_ERROR"
 
 
 def debugging() -> bool:
@@ -37,13 +38,16 @@ def debugging() -> bool:
 
 def run_app(hydra_main: Callable[[], object]) -> object:
     """Run a ``@hydra.main`` function: composition errors become one line and exit 2 like the others."""
+    saved = {key: os.environ.get(key) for key in (DEBUG_ENV, "HYDRA_FULL_ERROR", _OWN_FULL_ERROR)}
     if "--debug" in sys.argv[1:]:
         sys.argv.remove("--debug")
         os.environ[DEBUG_ENV] = "1"
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    # The user's own HYDRA_FULL_ERROR=1 asks for tracebacks; the one rsseg sets below (and processes it starts
+    # inherit) does not.
+    if os.environ.get("HYDRA_FULL_ERROR") == "1" and os.environ.get(_OWN_FULL_ERROR) != "1":
         os.environ[DEBUG_ENV] = "1"
     # Hydra re-raises instead of printing its own report, so the message below is the only one.
-    os.environ["HYDRA_FULL_ERROR"] = "1"
+    os.environ["HYDRA_FULL_ERROR"] = os.environ[_OWN_FULL_ERROR] = "1"
     try:
         return hydra_main()
     except (KeyboardInterrupt, Interrupted) as interrupt:
@@ -54,6 +58,12 @@ def run_app(hydra_main: Callable[[], object]) -> object:
             raise
         print_error(message)
         sys.exit(2)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def run_guarded(function: Callable | str, *args, **kwargs):
