@@ -70,8 +70,23 @@ def world(tmp_path_factory) -> Path:
     for name in ("a", "b"):
         write_geotiff(small / "images" / f"{name}.tif", smooth_image(64, 64, seed=ord(name)))
         write_geotiff(small / "labels" / f"{name}.tif", (classes % 2).astype(np.uint8))
+    write_results_folders(root / "results")
     (root / "read_only_path").write_text(str(read_only_folder(root)))
     return root
+
+
+def write_results_folders(results: Path) -> None:
+    """What ``rsseg tables`` is pointed at: one good run, and folders that only look like runs."""
+    from tests.test_tables import SCENE_A, write_run
+
+    write_run(results / "good", [SCENE_A])
+    (results / "empty").mkdir()
+    for name, text in (("not_json", '{"task": "train" "metrics": {}}'), ("a_list", "[1, 2]"),
+                       ("eval_run", '{"task": "eval", "metrics": {}}'), ("no_metrics", '{"task": "train"}')):
+        (results / name / "run").mkdir(parents=True)
+        (results / name / "run" / "results.json").write_text(text)
+    write_run(results / "classes_differ" / "0", [SCENE_A])
+    write_run(results / "classes_differ" / "1", [SCENE_A], classes=["background", "road"])
 
 
 @pytest.fixture(scope="session")
