@@ -98,6 +98,11 @@ def test_onnx_export_predicts_the_checkpoints_classes(trained):
     counts = np.bincount(reference.ravel(), minlength=4)
     assert (counts > 0.05 * reference.size).sum() >= 2  # the classes follow the scene
     assert (reference == exported).mean() >= 0.999
+    # The same through the command a user hands the file to.
+    run = run_rsseg(["rsseg", "predict", "ckpt=fields.onnx", f"input={scene}", "output=cli_onnx_classes.tif",
+                     "progress=false"], folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (reference == predicted(folder / "cli_onnx_classes.tif")).mean() >= 0.999
     with rasterio.open(scene) as src, rasterio.open(folder / "onnx_classes.tif") as dst:
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
         assert json.loads(dst.tags()["CLASS_NAMES"]) == CLASSES and dst.colormap(1)[1][:3] == tuple(PALETTE[1])

@@ -137,12 +137,16 @@ class ModelSpec:
 
 def read_model_spec(path: str | os.PathLike) -> tuple[DictConfig, ModelSpec]:
     """``(stored cfg, ModelSpec)`` of an rsseg checkpoint, read without building its model (tensors are mapped,
-    not read), so inputs can be checked against it first."""
+    not read), so inputs can be checked against it first; of a file ``rsseg export`` wrote, from its metadata."""
     from rsseg.checkpoints import read_checkpoint, stored_config
+    from rsseg.export import exported_format, load_exported
 
     if path is None:
         raise ConfigError("ckpt= is required: the .ckpt of a trained rsseg model")
     path = Path(str(path)).expanduser()
+    if exported_format(path):
+        _, stored, spec = load_exported(path)
+        return stored, spec
     stored = OmegaConf.create(stored_config(read_checkpoint(path, mmap=True), f"ckpt={path}"))
     return stored, ModelSpec.from_config(stored, f"ckpt={path}")
 
