@@ -20,13 +20,14 @@ from rsseg.resume import find_resume_checkpoint
 from rsseg.train import train
 from tests.conftest import REPO, SMALL_DATA
 
-# Two epochs of two steps (8 windows of 64 px, batches of 4), a last checkpoint every step, a CSV logger run.
+# Four epochs of two steps (8 windows of 64 px, batches of 4: long enough that the SIGTERM lands before the end
+# on a fast machine), a last checkpoint every step, a CSV logger run.
 RUN = [
-    *SMALL_DATA, "model=smp_deeplabv3plus", "seed=3", "trainer.deterministic=true", "trainer.max_epochs=2",
+    *SMALL_DATA, "model=smp_deeplabv3plus", "seed=3", "trainer.deterministic=true", "trainer.max_epochs=4",
     "callbacks.last_checkpoint.every_n_steps=1", "validate_best=false", "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null",
 ]
-STEPS = 4
+STEPS = 8
 
 
 def run_in_process(folder: Path, cache_dir: Path) -> tuple[dict, dict]:
