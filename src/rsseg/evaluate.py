@@ -353,10 +353,10 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict, loaded: tuple | Non
         resolve_device,
         resolve_overlap,
     )
-    from rsseg.predict import load_checkpoint, read_model_spec
+    from rsseg.predict import open_model
     from rsseg.preflight import check_writable
 
-    stored, spec = loaded[1:] if loaded else read_model_spec(cfg.ckpt)
+    stored, spec, build_model = open_model(cfg.ckpt, loaded)
     stored_cfg_holder["stored"] = stored
     data = resolve_data_config(cfg, stored)
     if data is not None and data.get("num_classes") is not None and int(data.num_classes) != spec.num_classes:
@@ -380,7 +380,7 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict, loaded: tuple | Non
     device = resolve_device(cfg.get("device", "auto"))
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
-    model = loaded[0] if loaded else load_checkpoint(cfg.ckpt)[0]
+    model = build_model()
     predictor = TilePredictor(model, spec.mean, spec.std, spec.num_classes, device, cfg.get("precision", "auto"),
                               cfg.get("tta", "none"), int(cfg.get("batch_size", 8)))
 
@@ -451,9 +451,9 @@ def run_eval(cfg: DictConfig, loaded: tuple | None = None) -> dict:
             raise ConfigError("pred= needs label= (the label rasters to score against)")
         stored = None
         if cfg.get("ckpt") is not None:
-            from rsseg.predict import read_model_spec
+            from rsseg.predict import open_model
 
-            stored = loaded[1] if loaded else read_model_spec(cfg.ckpt)[0]
+            stored = open_model(cfg.ckpt, loaded)[0]
         data = resolve_data_config(cfg, stored)
         if data is not None and data.get("class_names"):
             class_names = [str(n) for n in data.class_names]
@@ -469,7 +469,6 @@ def run_eval(cfg: DictConfig, loaded: tuple | None = None) -> dict:
     else:
         raise ConfigError("give ckpt=<file.ckpt> (evaluate a model on a dataset split, or on input= with label=), "
                           "or pred=<class rasters> with label=<label rasters>")
-
 
     metrics = metrics_from_confusion(confusion, class_names, exclude)
     metrics["confusion"] = confusion.tolist()

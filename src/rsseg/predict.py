@@ -135,20 +135,24 @@ class ModelSpec:
         )
 
 
-def read_model_spec(path: str | os.PathLike) -> tuple[DictConfig, ModelSpec]:
-    """``(stored cfg, ModelSpec)`` of an rsseg checkpoint, read without building its model (tensors are mapped,
-    not read), so inputs can be checked against it first; of a file ``rsseg export`` wrote, from its metadata."""
+def open_model(path: str | os.PathLike | None, loaded: tuple | None = None):
+    """``(stored cfg, ModelSpec, build)`` of the model ``ckpt=`` names, so that inputs can be checked against it
+    before ``build()`` returns the network. An rsseg checkpoint's spec is read without building its model (tensors
+    are mapped, not read); a file ``rsseg export`` wrote is read once, its network with its metadata; ``loaded``
+    (what :func:`load_checkpoint` returns) is used as it is."""
     from rsseg.checkpoints import read_checkpoint, stored_config
-    from rsseg.export import exported_format, load_exported
+    from rsseg.export import exported_format
 
+    if loaded is None and path is not None and exported_format(path):
+        loaded = load_checkpoint(path)
+    if loaded is not None:
+        model, stored, spec = loaded
+        return stored, spec, lambda: model
     if path is None:
         raise ConfigError("ckpt= is required: the .ckpt of a trained rsseg model")
     path = Path(str(path)).expanduser()
-    if exported_format(path):
-        _, stored, spec = load_exported(path)
-        return stored, spec
     stored = OmegaConf.create(stored_config(read_checkpoint(path, mmap=True), f"ckpt={path}"))
-    return stored, ModelSpec.from_config(stored, f"ckpt={path}")
+    return stored, ModelSpec.from_config(stored, f"ckpt={path}"), lambda: load_checkpoint(path)[0]
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu"):
@@ -292,7 +296,7 @@ def run_predict(cfg: DictConfig, loaded: tuple | None = None) -> dict:
         open_raster(path).close()
 
     # Everything is checked against the checkpoint's stored config before its model is built.
-    stored, spec = loaded[1:] if loaded else read_model_spec(cfg.ckpt)
+    stored, spec, build_model = open_model(cfg.ckpt, loaded)
     bands = list(cfg.bands) if cfg.get("bands") else spec.bands
     nodata = cfg.get("nodata") if cfg.get("nodata") is not None else spec.nodata
     tile_size = int(cfg.get("tile_size") or spec.tile_size)
@@ -309,7 +313,7 @@ def run_predict(cfg: DictConfig, loaded: tuple | None = None) -> dict:
     device = resolve_device(cfg.get("device", "auto"))
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
-    model = loaded[0] if loaded else load_checkpoint(cfg.ckpt)[0]
+    model = build_model()
     predictor = TilePredictor(model, spec.mean, spec.std, spec.num_classes, device, cfg.get("precision", "auto"),
                               cfg.get("tta", "none"), int(cfg.get("batch_size", 8)))
     tags = {"RSSEG_CHECKPOINT": str(cfg.ckpt), "RSSEG_TILE_SIZE": str(tile_size), "RSSEG_OVERLAP": str(overlap),
