@@ -4,9 +4,9 @@ predictions: ``python eval.py pred=pred/ label=labels/``. See conf/eval.yaml."""
 import hydra
 from omegaconf import DictConfig
 
-from rsseg.app import run_app
 from rsseg.config import CONF_DIR
-from rsseg.evaluate import main as evaluate
+from rsseg.evaluation.evaluate import main as evaluate
+from rsseg.runtime.app import run_app
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")

@@ -6,9 +6,9 @@
 import hydra
 from omegaconf import DictConfig
 
-from rsseg.app import run_app
 from rsseg.config import CONF_DIR
-from rsseg.predict import main as predict
+from rsseg.inference.predict import main as predict
+from rsseg.runtime.app import run_app
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")

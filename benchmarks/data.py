@@ -60,7 +60,6 @@ def generate(folder: Path, size: int, strip: int = 512) -> None:
 def datamodule(folder: Path, tile: int, batch: int, workers: int, windows: int):
     from hydra.utils import instantiate
 
-    import rsseg.data.stats  # noqa: F401
     from rsseg.config import compose_config
 
     cfg = compose_config("train", [

@@ -89,8 +89,10 @@ def child(args: argparse.Namespace) -> None:
     import rasterio
     import torch
 
-    from rsseg.inference import GeoTiffSink, OutputPaths, TilePredictor, predict_raster
-    from rsseg.predict import peak_memory
+    from rsseg.inference.engine import predict_raster
+    from rsseg.inference.geotiff import GeoTiffSink, OutputPaths
+    from rsseg.inference.predict import peak_memory
+    from rsseg.inference.predictor import TilePredictor
 
     if args.threads:
         torch.set_num_threads(args.threads)

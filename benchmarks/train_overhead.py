@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rsseg.config import compose_config
 from rsseg.models.hub import instantiate_model
-from rsseg.task import SegmentationTask
+from rsseg.training.task import SegmentationTask
 
 
 class Batches(Dataset):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-import rsseg.data.stats  # noqa: F401 - registers ${rsseg.stats:...}
+import rsseg.config  # noqa: F401 - registers ${rsseg.stats:...}
 from rsseg.data.augment import RICAP, Chain, FlipRotate, Photometric, ScaleCrop, split_augment
 from tests.conftest import compose_config
 

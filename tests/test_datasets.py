@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from PIL import Image
 from rasterio.transform import from_origin
 
-import rsseg.data.stats  # noqa: F401 - registers ${rsseg.stats:...} (rsseg/__init__ does it once the lead wires it)
+import rsseg.config  # noqa: F401 - registers ${rsseg.stats:...}
 from rsseg.data.dataset import GridWindowDataset
 from rsseg.data.datasets import Potsdam, Vaihingen
 from rsseg.errors import ConfigError, DataError
@@ -465,7 +465,7 @@ def test_dubai_real_windows_match_a_direct_count_of_the_masks(shared):
 
 
 def test_dubai_real_fast_dev_run_trains(shared, tmp_path):
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     cfg = compose_config("train", [
         "model=smp_deeplabv3plus", "data=dubai", f"data.root={shared / 'data' / 'dubai_aerial'}",

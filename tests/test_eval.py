@@ -14,7 +14,9 @@ from omegaconf import OmegaConf
 
 from rsseg.config import compose_config
 from rsseg.errors import DataError
-from rsseg.evaluate import evaluate_predictions, match_key, pair_files, run_eval
+from rsseg.evaluation.evaluate import run_eval
+from rsseg.evaluation.pairing import match_key, pair_files
+from rsseg.evaluation.saved import evaluate_predictions
 from tests.conftest import SMALL_DATA
 from tests.test_inference import smooth_image, write_geotiff
 from tests.test_predict_cli import PALETTE, conv_model_config, data_config, write_checkpoint

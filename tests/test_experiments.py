@@ -113,9 +113,9 @@ def test_even_shards_cover_every_window_once_and_pad_the_short_rank(tmp_path):
 
 
 def test_freeze_fraction_and_warmup_fraction_follow_the_run_length():
-    from rsseg.callbacks.freeze import FreezeEncoder
     from rsseg.errors import ConfigError
-    from rsseg.optim import cosine
+    from rsseg.training.callbacks.freeze import FreezeEncoder
+    from rsseg.training.optim import cosine
 
     class Trainer:
         max_epochs = 8
@@ -141,7 +141,7 @@ def test_an_epoch_of_null_samples_tiles_the_training_split_once():
 
 
 def test_mst_params_prints_table_9_without_training(tmp_path):
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     cfg = compose_config("train", ["experiment=mst_params", f"paths.output_dir={tmp_path}"])
     results = train(cfg)

@@ -1,4 +1,4 @@
-"""The streaming sliding-window engine (rsseg.inference) on generated GeoTIFFs, with plain nn.Modules."""
+"""The streaming sliding-window engine (rsseg.inference.engine) on generated GeoTIFFs, with plain nn.Modules."""
 
 from __future__ import annotations
 
@@ -12,14 +12,9 @@ from affine import Affine
 from torch import nn
 
 from rsseg.errors import ConfigError, DataError
-from rsseg.inference import (
-    ArraySink,
-    TilePredictor,
-    blend_window,
-    predict_raster,
-    resolve_overlap,
-    tile_starts,
-)
+from rsseg.inference.engine import ArraySink, predict_raster
+from rsseg.inference.predictor import TilePredictor
+from rsseg.inference.tiling import blend_window, resolve_overlap, tile_starts
 
 CRS = "EPSG:32650"  # UTM 50N, 2 m pixels
 MEAN, STD = [120.0, 110.0, 100.0], [50.0, 45.0, 40.0]
@@ -221,7 +216,7 @@ def test_memory_is_one_strip_whatever_the_scene_height(tmp_path):
 def test_the_writer_holds_one_block_row_whatever_the_height(tmp_path):
     """What the GeoTIFF writer keeps between writes (pending block rows, preview samples, counting the whole
     buffer a view keeps alive) must not grow with the scene: a view kept on every strip once made it grow."""
-    from rsseg.inference import GeoTiffSink, OutputPaths
+    from rsseg.inference.geotiff import GeoTiffSink, OutputPaths
 
     held = []
     for height in (700, 2800):

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from rsseg.config import compose_config
 from rsseg.errors import ConfigError, DataError
-from rsseg.predict import run_predict
+from rsseg.inference.predict import run_predict
 from tests.test_inference import smooth_image, write_geotiff
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,7 +172,7 @@ def test_refusals_name_the_file_and_write_nothing(checkpoint, tmp_path):
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
 def test_an_interrupted_prediction_leaves_no_output(checkpoint, tmp_path, monkeypatch, error):
-    from rsseg.inference import TilePredictor
+    from rsseg.inference.predictor import TilePredictor
 
     source = write_geotiff(tmp_path / "scene.tif", smooth_image(600, 300))
     original = TilePredictor.probabilities

@@ -11,9 +11,9 @@ import pytest
 import rasterio
 from hydra.utils import instantiate
 
-import rsseg.data.stats  # noqa: F401 - registers ${rsseg.stats:...}
+import rsseg.config  # noqa: F401 - registers ${rsseg.stats:...}
+from rsseg.data.prepare import run_prepare
 from rsseg.errors import DataError
-from rsseg.prepare import run_prepare
 from tests.conftest import compose_config
 from tests.test_datasets import GID, class_map, colours, make_gid, write_tif
 

@@ -10,7 +10,6 @@ import torch
 import torchvision
 from torch import nn
 
-from rsseg.callbacks.freeze import FreezeEncoder
 from rsseg.models.encoders import ResNetEncoder, TimmEncoder, VGGEncoder
 from rsseg.models.hub import build_model
 from rsseg.models.pretrained import (
@@ -19,6 +18,7 @@ from rsseg.models.pretrained import (
     load_pretrained,
     read_state_dict,
 )
+from rsseg.training.callbacks.freeze import FreezeEncoder
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import pytest
 import rasterio
 from PIL import Image
 
-from rsseg.console import LightningNoise, print_error
-from rsseg.results import write_results
+from rsseg.runtime.console import LightningNoise, print_error
+from rsseg.runtime.results import write_results
 from tests.readme import rsseg_program, run_rsseg
 from tests.test_inference import smooth_image, write_geotiff
 from tests.test_predict_cli import conv_model_config, data_config, write_checkpoint

@@ -14,15 +14,16 @@ import torch
 from omegaconf import OmegaConf
 from rasterio.windows import Window
 
-from rsseg.checkpoints import read_checkpoint
 from rsseg.config import CONF_DIR, compose_config
 from rsseg.data.dataset import SceneReader
 from rsseg.data.labels import IndexLabels
 from rsseg.data.raster import Scene, check_pair
 from rsseg.data.transforms import Normalize
 from rsseg.errors import ConfigError, DataError
-from rsseg.inference import ArraySink, TilePredictor, predict_raster
-from rsseg.losses import CrossEntropy
+from rsseg.inference.engine import ArraySink, predict_raster
+from rsseg.inference.predictor import TilePredictor
+from rsseg.models.checkpoint import read_checkpoint
+from rsseg.training.losses import CrossEntropy
 from tests.test_inference import smooth_image, write_geotiff
 from tests.test_predict_cli import conv_model_config, data_config, predict, write_checkpoint
 
@@ -159,7 +160,7 @@ def test_label_without_georeferencing_is_accepted_with_a_warning(tmp_path, capsy
 
 def test_an_empty_split_says_why(tmp_path):
     from rsseg.data.datasets import GeoTiffScenes
-    from rsseg.preflight import empty_split_reason
+    from rsseg.runtime.preflight import empty_split_reason
 
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
@@ -196,7 +197,7 @@ def test_documented_plus_overrides_are_accepted_and_misspellings_refused(tmp_pat
                                           r"\(did you mean root\?\)"):
         compose_config("eval", ["ckpt=best.ckpt", "+data.rooot=/mnt/potsdam"])
     with pytest.raises(ConfigError, match=r"callbacks.last_checkpoint.every_n_step: not an argument of "
-                                          r"rsseg.callbacks.resume.LastCheckpoint \(did you mean every_n_steps\?\)"):
+                                          r"rsseg.training.callbacks.resume.LastCheckpoint \(did you mean every_n_steps\?\)"):
         compose_config("train", [f"paths.output_dir={tmp_path}", "+callbacks.last_checkpoint.every_n_step=5"])
 
 
@@ -228,7 +229,7 @@ def test_sigterm_during_prediction_leaves_no_file_and_exits_130(tmp_path, entry)
 
 
 def test_prepared_tiles_appear_whole_or_not_at_all(tmp_path):
-    from rsseg.prepare import complete_folder
+    from rsseg.runtime.files import folder_replaced_when_complete as complete_folder
 
     target = tmp_path / "tiles"
     with complete_folder(target) as partial:
@@ -258,8 +259,8 @@ class LossTurningNaN(torch.nn.Module):
 
 
 def test_a_non_finite_loss_stops_training_before_it_reaches_the_weights(train_config, tmp_path):
-    from rsseg.callbacks.nonfinite import NonFiniteLoss
-    from rsseg.train import train
+    from rsseg.training.callbacks.nonfinite import NonFiniteLoss
+    from rsseg.training.train import train
 
     cfg = train_config("model=smp_deeplabv3plus", "loss._target_=tests.test_reliability.LossTurningNaN",
                        "+loss.step=2", "callbacks.last_checkpoint.every_n_steps=1", "trainer.max_epochs=2")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rsseg.checkpoints import read_checkpoint
 from rsseg.config import compose_config
-from rsseg.resume import find_resume_checkpoint
-from rsseg.train import train
+from rsseg.models.checkpoint import read_checkpoint
+from rsseg.training.resume import find_resume_checkpoint
+from rsseg.training.train import train
 from tests.conftest import REPO, SMALL_DATA
 
 # Four epochs of two steps (8 windows of 64 px, batches of 4: long enough that the SIGTERM lands before the end

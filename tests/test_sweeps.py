@@ -97,8 +97,8 @@ def _validate(checkpoint: str, cache_dir: Path, devices: int) -> dict:
     from hydra.utils import instantiate
 
     from rsseg.models.hub import instantiate_model
-    from rsseg.task import SegmentationTask
-    from rsseg.train import build_datamodule
+    from rsseg.training.task import SegmentationTask
+    from rsseg.training.train import build_datamodule
     from tests.conftest import compose_config
 
     cfg = compose_config("train", [f"paths.output_dir={cache_dir}", f"paths.cache_dir={cache_dir}", *SMALL_DATA,
@@ -112,7 +112,7 @@ def _validate(checkpoint: str, cache_dir: Path, devices: int) -> dict:
 
 
 def test_two_process_ddp_validation_equals_one_process(train_config, cache_dir, tmp_path):
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     results = train(train_config("model=smp_deeplabv3plus", "data.train_samples_per_epoch=8"))
     one = _validate(results["checkpoint"], cache_dir, devices=1)
@@ -125,7 +125,7 @@ def test_two_process_ddp_validation_equals_one_process(train_config, cache_dir, 
 
 
 def test_wandb_offline_sweep_makes_one_run_per_job(tmp_path, cache_dir):
-    from rsseg.loggers import wandb_identity
+    from rsseg.training.loggers import wandb_identity
 
     sweep = tmp_path / "sweep"
     result = run([sys.executable, "train.py", "-m", "seed=0,1", "logger=wandb", f"hydra.sweep.dir={sweep}",

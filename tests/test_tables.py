@@ -13,8 +13,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from rsseg.metrics import metrics_from_confusion
-from rsseg.results import write_results
-from rsseg.tables import main, markdown_for_results
+from rsseg.runtime.results import write_results
+from rsseg.tables.command import main, markdown_for_results
 from tests.conftest import REPO, SMALL_DATA, compose_config
 
 CLASSES = ["background", "building"]

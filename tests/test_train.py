@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rsseg.errors import ConfigError
-from rsseg.train import train
+from rsseg.training.train import train
 from tests.conftest import REPO, SMALL_DATA
 
 SMALL_MODEL = ["model=smp_deeplabv3plus"]
@@ -32,7 +32,7 @@ def test_fast_dev_run_of_train_py_writes_results(tmp_path, cache_dir):
 def test_training_lowers_the_loss_and_checkpoints_rebuild_the_model(train_config, tmp_path):
     import csv
 
-    from rsseg.task import load_model_from_checkpoint
+    from rsseg.models.checkpoint import load_model_from_checkpoint
 
     cfg = train_config(*SMALL_MODEL, "logger=csv", "trainer.max_epochs=6", "data.train_samples_per_epoch=16",
                        "aug=none", "optimizer.lr=2e-3", "scheduler=constant")

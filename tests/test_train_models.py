@@ -3,7 +3,7 @@
 import pytest
 
 from rsseg.models.hub import NAMED_MODELS
-from rsseg.train import train
+from rsseg.training.train import train
 
 # The biggest models (over 60 M parameters) take 20-45 s each here: they run with `-m slow`.
 HEAVY = {"deconvnet", "deconvnet_skip", "deeplab_subpixel", "fcn32s", "fcn8s", "pspnet"}

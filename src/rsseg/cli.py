@@ -29,7 +29,7 @@ class Command:
     module: str
     config: str | None = None
     # Hydra commands run ``module.main(cfg)`` (the guarded task body); where a module has none yet, this
-    # function, guarded by rsseg.app.run_guarded.
+    # function, guarded by rsseg.runtime.app.run_guarded.
     unguarded: str | None = None
 
     def load(self) -> Any:
@@ -38,7 +38,7 @@ class Command:
         except ModuleNotFoundError as error:
             if error.name != self.module:
                 raise
-            from rsseg.console import print_error
+            from rsseg.runtime.console import print_error
 
             print_error(f"rsseg {self.name} is not part of this rsseg installation ({self.module} is missing)")
             sys.exit(2)
@@ -47,7 +47,7 @@ class Command:
         module = self.load()
         if hasattr(module, "main"):
             return module.main
-        from rsseg.app import run_guarded
+        from rsseg.runtime.app import run_guarded
 
         return partial(run_guarded, getattr(module, self.unguarded))
 
@@ -56,19 +56,19 @@ COMMANDS = {
     command.name: command
     for command in (
         Command("train", "train a model on a dataset; results.json, checkpoints and logs per run (or sweep job)",
-                "rsseg.train", "train", "train"),
+                "rsseg.training.train", "train", "train"),
         Command("eval", "score a model on whole scenes of a dataset split or your own, or saved predictions",
-                "rsseg.evaluate", "eval"),
+                "rsseg.evaluation.evaluate", "eval"),
         Command("predict", "turn whole georeferenced scenes into class rasters with a checkpoint or export",
-                "rsseg.predict", "predict"),
+                "rsseg.inference.predict", "predict"),
         Command("prepare", "check a dataset folder, compute band statistics and class counts, write splits/tiles",
-                "rsseg.prepare", "prepare", "run_prepare"),
+                "rsseg.data.prepare", "prepare", "run_prepare"),
         Command("export", "write a checkpoint's network as ONNX or TorchScript, with classes and normalisation",
-                "rsseg.export", "export", "run_export"),
+                "rsseg.inference.export", "export", "run_export"),
         Command("models", "the named models: parameters, MiB and GFLOPs", "rsseg.models.__main__"),
         Command("datasets", "the named datasets: classes, bands and the folder layout each expects",
                 "rsseg.data.__main__"),
-        Command("tables", "paper-style tables from training runs and sweeps (markdown, CSV, LaTeX)", "rsseg.tables"),
+        Command("tables", "paper-style tables from training runs and sweeps (markdown, CSV, LaTeX)", "rsseg.tables.command"),
     )
 }
 
@@ -78,7 +78,7 @@ def usage() -> str:
 
 
 def full_help() -> str:
-    from rsseg import __version__
+    from rsseg._version import __version__
 
     width = max(map(len, COMMANDS))
     lines = [
@@ -121,8 +121,8 @@ def sweep_value(result: Any) -> Any:
 def run_hydra(command: Command, argv: list[str]) -> None:
     import hydra
 
-    from rsseg.app import run_app
     from rsseg.config import CONF_DIR
+    from rsseg.runtime.app import run_app
 
     # Loaded before Hydra configures logging, as the root scripts do: Lightning sets up its loggers on import
     # according to what it finds. Flags that only print (--help, --cfg, --info) answer without loading it.
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(full_help())
         return 0
     if name == "--version":
-        from rsseg import __version__
+        from rsseg._version import __version__
 
         print(f"rsseg {__version__}")
         return 0
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if command.config is not None:
         run_hydra(command, argv)
         return 0
-    from rsseg.app import run_guarded
+    from rsseg.runtime.app import run_guarded
 
     return int(run_guarded(command.load().main, argv) or 0)
 

@@ -179,7 +179,7 @@ class SegmentationMetrics(Metric):
 class SceneConfusion(Metric):
     """One confusion matrix per evaluation scene, summed across DDP ranks.
 
-    Per-scene matrices are what per-scene scores and the bootstrap intervals over test scenes of ``rsseg.tables``
+    Per-scene matrices are what per-scene scores and the bootstrap intervals over test scenes of ``rsseg.tables.bootstrap``
     are computed from; their sum is the stage's confusion matrix. ``update`` takes predicted indices ``[B, H, W]``,
     targets ``[B, H, W]`` and the scene index of each window ``[B]`` (negative: a padding window, left out).
     """

@@ -18,7 +18,8 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from rsseg.data.raster import RasterPool, Scene, nodata_mask, read_label_window, read_window
 from rsseg.data.resumable import window_generator_seed
 from rsseg.data.transforms import Normalize
-from rsseg.errors import DataError, warn
+from rsseg.errors import DataError
+from rsseg.runtime.console import warn
 
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

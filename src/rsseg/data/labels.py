@@ -8,6 +8,8 @@ import numpy as np
 
 from rsseg.errors import ConfigError, DataError
 
+NODATA = 255  # class, confidence and probability rasters: 255 is nodata, so classes are 0..254
+
 
 def _codes(rgb: np.ndarray) -> np.ndarray:
     """Pack [3, ...] uint8 colours into int32 codes 0xRRGGBB."""
@@ -166,3 +168,23 @@ def decoder_from_config(data, num_classes: int | None = None, palette: Sequence[
             data.get("label_values"),
         )
     return None if palette is None else build_decoder("colour", num_classes, palette)
+
+
+def colour_table(palette: Sequence[Sequence[int]] | None, num_classes: int) -> dict[int, tuple[int, int, int, int]]:
+    """GDAL colour table: the palette for classes, a fixed spread of colours when there is none, 255 transparent."""
+    table = {}
+    for index in range(num_classes):
+        if palette is not None and index < len(palette):
+            r, g, b = (int(v) for v in list(palette[index])[:3])
+        else:  # distinct colours from the golden-ratio hue walk
+            hue = (index * 0.618033988749895) % 1.0
+            r, g, b = (int(255 * v) for v in _hsv_to_rgb(hue, 0.65, 0.95))
+        table[index] = (r, g, b, 255)
+    table[NODATA] = (0, 0, 0, 0)
+    return table
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[float, float, float]:
+    import colorsys
+
+    return colorsys.hsv_to_rgb(h, s, v)

@@ -14,8 +14,8 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from rsseg.console import note_once
-from rsseg.errors import DataError, warn
+from rsseg.errors import DataError
+from rsseg.runtime.console import note_once, warn
 
 # GDAL's block cache defaults to 5 % of the RAM per process (and so per DataLoader worker); random windows over a
 # large scene would fill it with blocks that are rarely read twice, and memory would grow with the scene size

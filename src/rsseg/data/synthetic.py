@@ -13,9 +13,6 @@ generator's parameters so changing them regenerates the set.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +21,7 @@ from rasterio.transform import from_origin
 from scipy import ndimage
 
 from rsseg.data.raster import Scene
-from rsseg.files import default_folder_mode
+from rsseg.runtime.files import folder_replaced_when_complete
 
 CLASS_NAMES = ["built-up", "road", "farmland", "forest", "meadow", "water"]
 PALETTE = [(255, 0, 0), (255, 255, 255), (0, 255, 0), (0, 255, 255), (255, 255, 0), (0, 0, 255)]
@@ -196,24 +193,18 @@ class SyntheticScenes:
         manifest = folder / "manifest.json"
         if manifest.exists() and json.loads(manifest.read_text()) == self.params:
             return folder
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=folder.parent))
-        os.chmod(staging, default_folder_mode())  # a shared cache is readable like any other folder
         try:
-            for index in range(self.params["num_scenes"]):
-                image, label = generate_scene(self.params["seed"] * 1000 + index, self.params["size"])
-                origin = (500_000.0 + index * 4_000.0, 3_400_000.0)
-                _write(staging / f"scene_{index:02d}.tif", image, origin)
-                _write(staging / f"scene_{index:02d}_label.tif", np.asarray(PALETTE, np.uint8)[label].transpose(2, 0, 1), origin)
-            (staging / "manifest.json").write_text(json.dumps(self.params))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(staging, folder)  # another process may have won the race: both sets are identical
-        except OSError:
+            with folder_replaced_when_complete(folder) as staging:
+                for index in range(self.params["num_scenes"]):
+                    image, label = generate_scene(self.params["seed"] * 1000 + index, self.params["size"])
+                    origin = (500_000.0 + index * 4_000.0, 3_400_000.0)
+                    _write(staging / f"scene_{index:02d}.tif", image, origin)
+                    _write(staging / f"scene_{index:02d}_label.tif",
+                           np.asarray(PALETTE, np.uint8)[label].transpose(2, 0, 1), origin)
+                (staging / "manifest.json").write_text(json.dumps(self.params))
+        except OSError:  # another process may have won the race: both sets are identical
             if not manifest.exists():
                 raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return folder
 
     def split(self, name: str) -> list[Scene]:

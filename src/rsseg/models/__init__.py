@@ -5,6 +5,10 @@ with ``rsseg.models.build("mst_deeplab", num_classes=6, in_channels=4, pretraine
 ``[B, in_channels, H, W]`` to logits ``[B, num_classes, H, W]`` for any H, W, exposes ``.encoder``,
 ``.num_classes`` and ``.in_channels``, and models with an auxiliary head (PSPNet) return ``{"out", "aux"}`` in
 training with their ``aux_weight``.
+
+Lives here: blocks, encoders (encoders/), the models, pretrained weights, the hub of named models, sizes, ONNX and
+TorchScript tracing, and reading checkpoints (checkpoint.py). May import errors, config and runtime; never data,
+training or inference.
 """
 
 from rsseg.models.base import SegmentationModel

@@ -25,19 +25,15 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from rsseg.errors import RssegError
+from rsseg.errors import PretrainedWeightsError  # noqa: F401 - also importable from here, as before
 
 if TYPE_CHECKING:
-    from rsseg.models.encoders import Encoder
+    from rsseg.models.encoders.base import Encoder
 
 log = logging.getLogger(__name__)
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "net", "weights")
 PREFIXES = ("module.", "model.", "backbone.", "encoder.", "features_extractor.")
-
-
-class PretrainedWeightsError(RssegError):
-    """Pretrained weights could not be obtained or do not fit the model; the message says what to pass."""
 
 
 @dataclass

@@ -1,0 +1,316 @@
+"""Scene sources for the real datasets, read exactly as their official archives extract.
+
+Each source lists the scenes of a split (``split("train" | "val" | "test") -> list[Scene]``) under a *protocol*
+(``conf/protocol/``): which split table (``standard``: mmsegmentation/torchgeo and the datasets' own splits;
+``geoseg``: the UNetFormer/GeoSeg split of ISPRS; ``random``: the papers' random split of 512 x 512 tiles from a
+seed), which labels train and evaluate (``full`` or ``eroded``: the ISPRS ``noBoundary`` files), and where a
+``split_file`` (a JSON manifest, as ``rsseg prepare`` writes) replaces the built-in tables.
+
+Missing files are reported all at once, one line each, naming the file and the dataset layout that expects it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rsseg.data.raster import Scene, open_raster
+from rsseg.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+LABEL_CHOICES = ("full", "eroded")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One scene of a dataset as it lies on disk: its image, its full label and (ISPRS) its eroded label."""
+
+    id: str
+    image: Path
+    label: Path | None = None
+    eroded: Path | None = None
+
+
+class SceneSet:
+    """The common part of every dataset source: protocols, split files, random tile splits, missing-file reports.
+
+    Subclasses say which scenes exist (:meth:`records`) and which ids the built-in split tables put in train,
+    val and test (:meth:`split_ids`).
+    """
+
+    dataset = "dataset"
+    has_eroded = False
+    split_tables: tuple[str, ...] = ("standard",)
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "standard",
+        train_labels: str = "full",
+        eval_labels: str = "eroded",
+        split_file: str | Path | None = None,
+        split_seed: int = 0,
+        split_tile_size: int = 512,
+        train_fraction: float = 0.8,
+        val_fraction: float = 0.0,
+    ) -> None:
+        if root is None or str(root) in ("", "???"):
+            raise ConfigError(f"{self.dataset}: data.root is not set; pass data.root=/path/to/{self.dataset}")
+        self.root = Path(str(root)).expanduser()
+        known = (*self.split_tables, "random", "manifest")
+        if split == "manifest" and not split_file:
+            raise ConfigError("protocol=manifest needs protocol.split_file=<a JSON manifest, e.g. rsseg prepare's splits.json>")
+        if split not in known:
+            raise ConfigError(
+                f"protocol split {split!r} is not defined for {self.dataset}; expected one of {', '.join(known)}"
+            )
+        for key, value in (("train_labels", train_labels), ("eval_labels", eval_labels)):
+            if value not in LABEL_CHOICES:
+                raise ConfigError(f"{self.dataset}: {key}={value!r}; expected 'full' or 'eroded'")
+        if not 0 < train_fraction <= 1 or not 0 <= val_fraction < 1 or train_fraction + val_fraction > 1:
+            raise ConfigError(
+                f"{self.dataset}: train_fraction={train_fraction} and val_fraction={val_fraction} must be fractions "
+                f"with train_fraction + val_fraction <= 1"
+            )
+        self.split_name = split
+        self.train_labels, self.eval_labels = train_labels, eval_labels
+        self.split_file = Path(str(split_file)).expanduser() if split_file else None
+        self.split_seed = int(split_seed)
+        self.split_tile_size = int(split_tile_size)
+        self.train_fraction, self.val_fraction = float(train_fraction), float(val_fraction)
+        self._assignments: dict[str, list[Scene]] | None = None
+
+    # -- what subclasses provide -------------------------------------------------------------------------------
+    def records(self) -> list[Record]:
+        """Every scene of the dataset (expected by its layout, whether or not the files are there)."""
+        raise NotImplementedError
+
+    def split_ids(self, table: str) -> dict[str, list[str]]:
+        """The record ids of train, val and test under the built-in split table ``table``."""
+        raise NotImplementedError
+
+    def discovery_problems(self) -> list[str]:
+        """Problems found while listing the folder (a missing folder, no image at all)."""
+        return []
+
+    # -- splits ------------------------------------------------------------------------------------------------
+    def split(self, name: str, strict: bool = True) -> list[Scene]:
+        """The scenes of split ``name``; with ``strict``, any missing file of the split is an error listing all."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected train, val or test")
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: {self.dataset} folder not found (set data.root=/path/to/{self.dataset})")
+        scenes = self._assign()[name]
+        missing = sorted({str(p) for s in scenes for p in (s.image, s.label) if p is not None and not p.exists()})
+        if strict:
+            problems = [*self._listing_problems(), *(f"{p}: file not found" for p in missing)]
+            if problems:
+                raise DataError(self._report(problems, f"the {name} split"))
+            return scenes
+        return [s for s in scenes if s.image.exists() and (s.label is None or s.label.exists())]
+
+    def why_empty(self, split: str) -> str:
+        """Why ``split`` holds no scene, and what would give it some (for the one-line error)."""
+        self._assign()
+        if self.split_file is not None:
+            return f"the split file {self.split_file} lists no scene under {split!r}; expected scenes there"
+        tiles = getattr(self, "_tile_count", None)
+        if tiles is not None:
+            size, (scenes, largest) = self.split_tile_size, self._tile_sources
+            if tiles == 0:
+                fits = f"the largest is {largest[0]} x {largest[1]}" if scenes else "no scene was found"
+                return (f"no {size} x {size} tile fits in any of the {scenes} scenes under {self.root} ({fits}); "
+                        f"expected protocol.split_tile_size at most the scenes' size")
+            return (f"the {tiles} tiles of {size} x {size} px cut from {scenes} scenes leave none for {split} with "
+                    f"train_fraction={self.train_fraction} and val_fraction={self.val_fraction}; expected more "
+                    f"scenes or other fractions")
+        listed = self.discovery_problems()
+        if listed:
+            return f"{'; '.join(listed[:3])}; expected the dataset's files under {self.root}"
+        return (f"the {self.split_name} split table of {self.dataset} puts no scene found under {self.root} in "
+                f"{split}; expected scenes of that split there")
+
+    def problems(self) -> list[str]:
+        """Every missing file of every split, one line each (``rsseg prepare`` lists them all)."""
+        if not self.root.is_dir():
+            return [f"{self.root}: {self.dataset} folder not found (set data.root=/path/to/{self.dataset})"]
+        missing = sorted(
+            {str(p) for name in SPLITS for s in self._assign()[name] for p in (s.image, s.label)
+             if p is not None and not p.exists()}
+        )
+        return [*self._listing_problems(), *(f"{p}: file not found" for p in missing)]
+
+    def _listing_problems(self) -> list[str]:
+        # A split file that names its files directly does not depend on listing the dataset folder.
+        return self.discovery_problems() if getattr(self, "_listed", True) else []
+
+    def _report(self, problems: list[str], what: str) -> str:
+        head = f"{self.dataset} under {self.root}: {len(problems)} problem(s) in {what}"
+        shown = problems[:50]
+        more = [f"  ... and {len(problems) - len(shown)} more (run `rsseg prepare` for the full list)"] if len(problems) > 50 else []
+        return "\n".join([head, *(f"  {p}" for p in shown), *more])
+
+    def manifest(self) -> dict:
+        """The splits as JSON-ready data, paths relative to the root where they lie inside it."""
+
+        def rel(path: Path | None) -> str | None:
+            if path is None:
+                return None
+            try:
+                return str(path.relative_to(self.root))
+            except ValueError:
+                return str(path)
+
+        return {
+            "dataset": self.dataset,
+            "root": str(self.root),
+            "protocol": {
+                "split": self.split_name, "train_labels": self.train_labels, "eval_labels": self.eval_labels,
+                "split_file": str(self.split_file) if self.split_file else None, "split_seed": self.split_seed,
+                "split_tile_size": self.split_tile_size, "train_fraction": self.train_fraction,
+                "val_fraction": self.val_fraction,
+            },
+            "splits": {
+                name: [
+                    {"name": s.name, "image": rel(s.image), "label": rel(s.label),
+                     "window": list(s.window) if s.window else None}
+                    for s in self._assign()[name]
+                ]
+                for name in SPLITS
+            },
+        }
+
+    def _label_for(self, record: Record, role: str) -> Path | None:
+        choice = self.train_labels if role == "train" else self.eval_labels
+        if choice == "eroded" and self.has_eroded and record.eroded is not None:
+            return record.eroded
+        return record.label
+
+    def _assign(self) -> dict[str, list[Scene]]:
+        if self._assignments is None:
+            if self.split_file is not None:
+                self._listed = False
+                self._assignments = self._from_split_file()
+            elif self.split_name == "random":
+                self._assignments = self._random_tiles()
+            else:
+                self._assignments = self._from_table(self.split_ids(self.split_name))
+        return self._assignments
+
+    def _by_id(self) -> dict[str, Record]:
+        return {r.id: r for r in self.records()}
+
+    def resolve_id(self, entry: str, records: dict[str, Record]) -> str | None:
+        """The scene id a split list's entry names (exactly, or by its last path part when that is unique)."""
+        if entry in records:
+            return entry
+        entry = str(Path(entry).with_suffix("")) if Path(entry).suffix.lower() in (".tif", ".tiff", ".png", ".jpg") else entry
+        if entry in records:
+            return entry
+        matches = [i for i in records if Path(i).name == entry]
+        return matches[0] if len(matches) == 1 else None
+
+    def _from_table(self, ids: dict[str, list[str]]) -> dict[str, list[Scene]]:
+        records = self._by_id()
+        out: dict[str, list[Scene]] = {}
+        for name in SPLITS:
+            unknown = [i for i in ids.get(name, []) if i not in records]
+            if unknown:
+                raise ConfigError(f"{self.dataset}: split {name} names unknown scenes {unknown[:5]}")
+            role = "train" if name == "train" else "eval"
+            out[name] = [Scene(records[i].image, self._label_for(records[i], role), i) for i in ids.get(name, [])]
+        return out
+
+    def _from_split_file(self) -> dict[str, list[Scene]]:
+        """A JSON manifest ``{"splits": {"train": [...], ...}}`` or ``{"train": [...], ...}``; entries are scene
+        ids of this dataset or ``{"image", "label", "name", "window"}`` objects with paths relative to the root."""
+        path = self.split_file
+        if not path.exists():
+            raise DataError(f"{path}: split file not found")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}: not valid JSON ({error})") from None
+        splits = data.get("splits", data) if isinstance(data, dict) else None
+        if not isinstance(splits, dict) or not any(name in splits for name in SPLITS):
+            raise DataError(f"{path}: expected {{'train': [...], 'val': [...], 'test': [...]}} (or under 'splits')")
+        base = self.root  # relative paths are relative to data.root; absolute ones stay as they are
+        records = None
+        out: dict[str, list[Scene]] = {}
+        for name in SPLITS:
+            role = "train" if name == "train" else "eval"
+            scenes = []
+            for entry in splits.get(name, []):
+                if isinstance(entry, str):
+                    records = records if records is not None else self._by_id()
+                    scene_id = self.resolve_id(entry, records)
+                    if scene_id is None:
+                        raise DataError(f"{path}: split {name} names {entry!r}, not a scene of {self.dataset}")
+                    scenes.append(Scene(records[scene_id].image, self._label_for(records[scene_id], role), scene_id))
+                elif isinstance(entry, dict) and "image" in entry:
+                    label = entry.get("label")
+                    scenes.append(
+                        Scene(
+                            base / entry["image"],
+                            base / label if label else None,
+                            entry.get("name") or Path(entry["image"]).stem,
+                            tuple(entry["window"]) if entry.get("window") else None,
+                        )
+                    )
+                else:
+                    raise DataError(f"{path}: split {name} entry {entry!r} is neither a scene id nor an object with 'image'")
+            out[name] = scenes
+        return out
+
+    def _random_tiles(self) -> dict[str, list[Scene]]:
+        """The papers' protocol: every scene cut into ``split_tile_size`` tiles without overlap (remainders dropped:
+        13 x 14 = 182 tiles per 6800 x 7200 GID scene), the tiles shuffled with ``split_seed`` and split by
+        fraction. With ``val_fraction`` 0 (the papers had no validation set) validation uses the test tiles."""
+        size = self.split_tile_size
+        tiles: list[tuple[Record, tuple[int, int, int, int]]] = []
+        scenes, largest = 0, (0, 0)
+        for record in sorted(self.records(), key=lambda r: r.id):
+            if not record.image.exists():
+                continue  # reported as missing by problems()/split()
+            with open_raster(record.image) as handle:
+                height, width = handle.height, handle.width
+            scenes, largest = scenes + 1, max(largest, (height, width), key=lambda s: s[0] * s[1])
+            for row in range(0, height - size + 1, size):
+                for col in range(0, width - size + 1, size):
+                    tiles.append((record, (row, col, size, size)))
+        self._tile_count, self._tile_sources = len(tiles), (scenes, largest)
+        order = np.random.default_rng(self.split_seed).permutation(len(tiles))
+        n_train = int(round(self.train_fraction * len(tiles)))
+        n_val = int(round(self.val_fraction * len(tiles)))
+        parts = {
+            "train": order[:n_train],
+            "val": order[n_train : n_train + n_val],
+            "test": order[n_train + n_val :],
+        }
+        if n_val == 0:
+            parts["val"] = parts["test"]
+
+        def scene(index: int, role: str) -> Scene:
+            record, window = tiles[index]
+            return Scene(record.image, self._label_for(record, role), f"{record.id}@{window[0]},{window[1]}", window)
+
+        # Sorted by position so that reading order follows the files, whatever the shuffle.
+        return {
+            name: [scene(i, "train" if name == "train" else "eval") for i in sorted(parts[name].tolist())]
+            for name in SPLITS
+        }
+
+
+def all_scenes(source, names: Iterable[str] = SPLITS) -> dict[str, list[Scene]]:
+    """Every split of a source, tolerating missing files (used by ``rsseg prepare``)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = source.split(name, strict=False)
+        except TypeError:  # a source without the ``strict`` switch (synthetic scenes)
+            out[name] = source.split(name)
+    return out

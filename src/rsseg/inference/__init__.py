@@ -1,0 +1,3 @@
+"""Prediction: opening a trained model in any format, tiling and blending, the tile predictor, streaming reads,
+the engine, the GeoTIFF writer, the predict command and export. May import config, runtime, metrics, data, models.
+"""

@@ -1,0 +1,89 @@
+"""Module names of rsseg before its subpackages (``rsseg.losses`` is now ``rsseg.training.losses``, ...).
+
+Checkpoints, ``results.json`` files and configs written before the move name classes by their old modules in
+``_target_`` (``rsseg.losses.CrossEntropy``, ``rsseg.callbacks.resume.LastCheckpoint``). :func:`install` makes
+those names import the module at its new home (the same module object, not a copy), so instantiating an old
+config works, and :func:`current_target` rewrites an old name so that an old run's config compares equal to
+today's (``resume=auto``, sweeps that skip finished jobs).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+
+# Old module -> new module; a submodule of an old name moves with it (rsseg.callbacks.resume ->
+# rsseg.training.callbacks.resume). rsseg.evaluate is not listed: that name is the API function now.
+MOVED = {
+    "rsseg.app": "rsseg.runtime.app",
+    "rsseg.callbacks": "rsseg.training.callbacks",
+    "rsseg.checkpoints": "rsseg.models.checkpoint",
+    "rsseg.console": "rsseg.runtime.console",
+    "rsseg.distributed": "rsseg.training.distributed",
+    "rsseg.export": "rsseg.inference.export",
+    "rsseg.figures": "rsseg.tables.figures",
+    "rsseg.files": "rsseg.runtime.files",
+    "rsseg.loggers": "rsseg.training.loggers",
+    "rsseg.losses": "rsseg.training.losses",
+    "rsseg.optim": "rsseg.training.optim",
+    "rsseg.predict": "rsseg.inference.predict",
+    "rsseg.preflight": "rsseg.runtime.preflight",
+    "rsseg.prepare": "rsseg.data.prepare",
+    "rsseg.results": "rsseg.runtime.results",
+    "rsseg.resume": "rsseg.training.resume",
+    "rsseg.schema": "rsseg.config.schema",
+    "rsseg.sweep": "rsseg.training.sweep",
+    "rsseg.task": "rsseg.training.task",
+    "rsseg.train": "rsseg.training.train",
+}
+
+
+def current_module(name: str) -> str | None:
+    """The new name of module ``name`` when it moved, else None."""
+    for old, new in MOVED.items():
+        if name == old or name.startswith(old + "."):
+            return new + name[len(old):]
+    return None
+
+
+def current_target(target: str) -> str:
+    """``target`` (``module.Class``) with its module's new name (``rsseg.losses.CrossEntropy`` ->
+    ``rsseg.training.losses.CrossEntropy``); any other name unchanged."""
+    module, _, attribute = target.rpartition(".")
+    new = current_module(module) if module else None
+    return f"{new}.{attribute}" if new else target
+
+
+class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers an import of an old name with the module at its new home."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, importlib.machinery.ModuleSpec] = {}
+
+    def find_spec(self, name, path=None, target=None):
+        new = current_module(name)
+        if new is None:
+            return None
+        found = importlib.util.find_spec(new)
+        if found is None:
+            return None
+        return importlib.util.spec_from_loader(name, self, is_package=found.submodule_search_locations is not None)
+
+    def create_module(self, spec):
+        module = importlib.import_module(current_module(spec.name))
+        self._specs[spec.name] = module.__spec__
+        return module
+
+    def exec_module(self, module) -> None:
+        # The import system stamps the old name's spec on the module; it keeps its own.
+        module.__spec__ = self._specs.pop(next(k for k in self._specs if current_module(k) == module.__name__))
+
+
+def install() -> None:
+    """Put the finder first on ``sys.meta_path`` (before the path finder, which would load a second copy of a
+    moved package's submodule under its old name), once per process."""
+    if not any(isinstance(finder, _MovedModuleFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _MovedModuleFinder())
