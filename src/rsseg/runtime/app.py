@@ -83,9 +83,12 @@ def run_guarded(function: Callable | str, *args, **kwargs):
     except (KeyboardInterrupt, Interrupted) as interrupt:
         remove_run_dir_if_empty()
         _report_interrupt(interrupt)
+    except SystemExit as stop:
+        # Lightning stops a run after SIGTERM with a SystemExit of status 0; it is an interrupt (status 130).
+        if _is_sigterm(stop):
+            _report_interrupt(stop)
+        raise
     except Exception as error:
-        if _is_sigterm(error):
-            _report_interrupt(error)
         message = None if debugging() else user_message(error)
         if message is None:
             raise

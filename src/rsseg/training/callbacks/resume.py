@@ -111,23 +111,28 @@ class Preemption(L.Callback):
         save_atomically(trainer, self.path)
         return self.path
 
+    @staticmethod
+    def _stopped(signame: str, trainer: L.Trainer, path: Path) -> str:
+        # The epoch of the last step: Lightning's current_epoch already counts an epoch whose end it stopped at.
+        epoch = max(trainer.fit_loop.epoch_progress.current.started - 1, 0)
+        return (f"{signame} at step {trainer.global_step} (epoch {epoch}); saved {path}; continue with the same "
+                f"command and resume=auto (or resume={path})")
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if self.requested or getattr(trainer, "received_sigterm", False):
             signame = self.requested or "SIGTERM"
             path = self._save(trainer)
             self._restore()
-            raise Interrupted(f"{signame} at step {trainer.global_step} (epoch {trainer.current_epoch}); saved "
-                              f"{path}; continue with the same command and resume=auto (or resume={path})")
+            raise Interrupted(self._stopped(signame, trainer, path))
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._restore()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # SIGTERM during validation: Lightning stops there; the checkpoint restarts that validation.
+        # SIGTERM during validation, or after this callback's check of a step: Lightning stops there (the
+        # checkpoint restarts an interrupted validation).
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         self._restore()
         if isinstance(exception, SIGTERMException) and trainer.global_step > 0:
-            path = self._save(trainer)
-            exception.add_note(f"SIGTERM at step {trainer.global_step}; saved {path}; continue with the same "
-                               f"command and resume=auto (or resume={path})")
+            exception.add_note(self._stopped("SIGTERM", trainer, self._save(trainer)))
