@@ -69,13 +69,23 @@ def test_ricap_mixes_several_sources_and_keeps_other_keys():
     assert max(sources) >= 2
 
 
-def test_flip_rotate_keeps_image_and_mask_aligned():
+def test_flip_rotate_draws_every_dihedral_map_and_keeps_image_and_mask_aligned():
     torch.manual_seed(0)
-    batch = identity_batch(1)
-    for _ in range(8):
-        image, mask = FlipRotate()(batch["image"][0].float(), batch["mask"][0])
+    batch = identity_batch(1, 16, 16)
+    image0, mask0 = batch["image"][0].float(), batch["mask"][0]
+    maps = {}
+    for mirrored in (False, True):
+        for k in range(4):
+            maps[(mirrored, k)] = torch.rot90(mask0.flip(-1) if mirrored else mask0, k, (-2, -1))
+    seen = set()
+    for _ in range(64):
+        image, mask = FlipRotate()(image0, mask0)
         source, row, col = decode(image[0].double())
-        assert torch.equal(mask, mask_of(source, row, col))
+        assert torch.equal(mask, mask_of(source, row, col))  # aligned
+        drawn = [key for key, mapped in maps.items() if torch.equal(mask, mapped)]
+        assert len(drawn) == 1  # one of the eight flips and rotations, nothing else
+        seen.add(drawn[0])
+    assert seen == set(maps)  # every one of them is drawn (an identity transform would give one)
 
 
 def test_scale_crop_keeps_size_scales_mask_nearest_and_pads_with_ignore():

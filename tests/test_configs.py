@@ -32,23 +32,40 @@ def test_every_option_composes(group, option, tmp_path):
             assert callable(instantiate(node))
 
 
-def test_optimizer_and_scheduler_options_build_a_working_schedule(tmp_path):
+def test_optimizer_and_scheduler_options_follow_their_formulas(tmp_path):
+    """Every optimiser x schedule over 400 steps: the learning rate at warm-up end, mid-run and the last step is
+    the schedule's formula (cosine warms up over its 100 steps from 0.1 x lr, then decays to 0.01 x lr)."""
+    import math
+
     import torch
 
+    total = 400
     params = [torch.nn.Parameter(torch.zeros(1))]
     for optimizer in options("optimizer"):
         for scheduler in options("scheduler"):
             cfg = compose_config("train", [f"optimizer={optimizer}", f"scheduler={scheduler}"])
             opt = instantiate(cfg.optimizer)(params=params)
-            sched = instantiate(cfg.scheduler)(opt, total_steps=100)
+            sched = instantiate(cfg.scheduler)(opt, total_steps=total)
             lrs = []
-            for _ in range(100):
+            for _ in range(total):
                 lrs.append(opt.param_groups[0]["lr"])
                 opt.step()
                 sched.step()
-            assert lrs[-1] <= max(lrs), (optimizer, scheduler)
-            if scheduler == "poly":
-                assert lrs[0] == pytest.approx(cfg.optimizer.lr) and lrs[50] == pytest.approx(cfg.optimizer.lr * 0.5**0.9)
+            lr = cfg.optimizer.lr
+            if scheduler == "constant":
+                expected = {0: lr, 200: lr, 399: lr}
+            elif scheduler == "cosine":
+                def cosine(step: int) -> float:
+                    progress = (step - 100) / 300
+                    return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+                expected = {0: 0.1 * lr, 50: lr * (0.1 + 0.9 * 50 / 100), 100: lr, 250: cosine(250), 399: cosine(399)}
+            elif scheduler == "poly":
+                expected = {0: lr, 200: lr * 0.5**0.9, 399: lr * (1 / 400) ** 0.9}
+            else:  # step: x 0.1 at 50 % and again at 75 % of the run
+                expected = {199: lr, 200: lr * 0.1, 299: lr * 0.1, 300: lr * 0.01, 399: lr * 0.01}
+            for step, value in expected.items():
+                assert lrs[step] == pytest.approx(value, rel=1e-9), (optimizer, scheduler, step)
 
 
 def test_unknown_option_is_refused_with_the_group_named():

@@ -124,7 +124,8 @@ def test_torchscript_export_loads_with_torch_alone(trained):
         assert network(x.repeat(3, 1, 1, 1)).shape == (3, 4, 128, 128)  # any batch size
 
     rsseg.predict_scene(folder / "fields.pt", scene, folder / "pt_classes.tif", progress=False)
-    assert (predicted(folder / "pt_classes.tif") == predicted(folder / "ckpt_classes.tif")).mean() >= 0.999
+    # TorchScript runs the network's own PyTorch kernels: the classes are the checkpoint's, pixel for pixel.
+    assert np.array_equal(predicted(folder / "pt_classes.tif"), predicted(folder / "ckpt_classes.tif"))
 
 
 def test_export_refusals(trained):

@@ -143,13 +143,30 @@ def test_scene_smaller_than_a_tile_is_padded(tmp_path):
     assert sink.classes.shape == (1, 53) and (sink.classes < 5).all()
 
 
-def test_flip_and_d4_tta_leave_a_pointwise_model_unchanged(odd_scene):
+def test_flip_and_d4_tta_average_the_transformed_predictions(odd_scene):
+    """On one tile of a network that flips and rotations change (3x3 kernels), TTA is the mean of the
+    back-transformed softmax over the identity and the flips (flip), or the eight dihedral maps (d4)."""
     path, pixels = odd_scene
-    model = pointwise_model()
-    expected = whole_image_probabilities(model, pixels[:, :300, :200])
+    model = conv_net(classes=5)
+    x = (torch.from_numpy(pixels[:, :128, :128]).float() - torch.tensor(MEAN).view(-1, 1, 1)) / torch.tensor(STD).view(-1, 1, 1)
+    x = x[None]
+
+    def probs(t: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(t).softmax(1)
+
+    flips = [probs(x), probs(x.flip(-1)).flip(-1), probs(x.flip(-2)).flip(-2)]
+    dihedral = []
+    for mirrored in (x, x.flip(-1)):
+        for k in range(4):
+            back = torch.rot90(probs(torch.rot90(mirrored, k, (-2, -1))), -k, (-2, -1))
+            dihedral.append(back.flip(-1) if mirrored is not x else back)
+    expected = {"flip": torch.stack(flips).mean(0)[0].numpy(), "d4": torch.stack(dihedral).mean(0)[0].numpy()}
+    plain = flips[0][0].numpy()
     for tta in ("flip", "d4"):
-        sink, _ = run(path, model, 5, tile_size=128, overlap=0.25, tta=tta, region=(0, 0, 300, 200))
-        np.testing.assert_allclose(sink.probs, expected, atol=2e-6)
+        assert np.abs(expected[tta] - plain).max() > 1e-3  # a TTA that did nothing would fail below
+        sink, _ = run(path, model, 5, tile_size=128, overlap=0.25, tta=tta, region=(0, 0, 128, 128))
+        np.testing.assert_allclose(sink.probs, expected[tta], atol=2e-6)
 
 
 def test_a_region_is_predicted_as_if_it_were_the_scene(odd_scene):

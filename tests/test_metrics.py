@@ -48,12 +48,14 @@ def test_excluded_class_stays_in_oa_but_not_in_means():
 
 
 def test_paper_f1_is_the_harmonic_mean_of_macro_precision_and_recall():
-    # MST-DeepLabv3+ reports P 90.34, R 90.12, F1 90.23 on ISPRS: build a 2-class matrix with those macros.
-    # class 0: P=p0, R=r0; class 1: P=p1, R=r1 chosen so that the macros are 0.9034 / 0.9012.
+    # Rows are the true class. x: recall 9012 / 10000, precision 9012 / 9912; y: recall 9100 / 10000, precision
+    # 9100 / 10088. Macro P = 0.905631, macro R = 0.9056, and the paper's F1 = 2PR / (P + R) = 0.905616.
     confusion = torch.tensor([[9012, 988], [900, 9100]], dtype=torch.float64)
     m = metrics_from_confusion(confusion, ["x", "y"])
-    mp, mr = m["mprecision"], m["mrecall"]
-    assert m["f1_paper"] == pytest.approx(2 * mp * mr / (mp + mr))
+    assert m["mprecision"] == pytest.approx(0.9056314, abs=1e-7)
+    assert m["mrecall"] == pytest.approx(0.9056, abs=1e-12)
+    assert m["f1_paper"] == pytest.approx(0.9056157, abs=1e-7)
+    # MST-DeepLabv3+ reports P 90.34, R 90.12, F1 90.23 on ISPRS (and two more datasets): the same formula.
     assert paper_f1(90.34, 90.12) == pytest.approx(90.23, abs=0.005)
     assert paper_f1(84.10, 84.86) == pytest.approx(84.48, abs=0.005)
     assert paper_f1(95.28, 95.02) == pytest.approx(95.15, abs=0.005)

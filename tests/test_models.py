@@ -257,7 +257,10 @@ def test_profile_functions():
         meta = build_model("deeplabv3plus_mobilenetv2")
     gflops = count_gflops(meta, 512)
     assert gflops == pytest.approx(count_gflops(model, 512), rel=1e-9)
-    assert 40 < gflops < 70  # about 2 x 26 GMACs at 512 x 512
+    # 26.25 GMACs at 512 x 512: the 52.5 GFLOPs of the MST-DeepLabv3+ family before its SE block.
+    assert gflops == pytest.approx(52.496073, abs=1e-6)
+    # SE on the 1280-channel ASPP concatenation, reduction 16, no bias: two 1280 x 80 matrices, 2 x 204,800 FLOPs.
+    assert count_gflops(build_model("mst_deeplab"), 512) - gflops == pytest.approx(2 * 2 * 1280 * 80 / 1e9, abs=1e-9)
     assert model.training  # count_gflops restores the mode
 
 
