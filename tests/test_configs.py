@@ -55,7 +55,7 @@ def test_optimizer_and_scheduler_options_follow_their_formulas(tmp_path):
             if scheduler == "constant":
                 expected = {0: lr, 200: lr, 399: lr}
             elif scheduler == "cosine":
-                def cosine(step: int) -> float:
+                def cosine(step: int, lr: float = lr) -> float:
                     progress = (step - 100) / 300
                     return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
