@@ -80,7 +80,7 @@ class GeoTiffSink:
         # stack renames them all into place, unwinding it after an error removes them.
         self.outputs = ExitStack()
         self.temporaries: dict[Path, Path] = {}
-        self.intermediates: list[Path] = []
+        self.intermediates: dict[Path, Path] = {}  # output -> the plain GeoTIFF its COG is copied from
         self.datasets: dict[str, rasterio.io.DatasetWriter] = {}
         self.pending: dict[str, list[np.ndarray]] = {}
         self.pending_row = 0
@@ -97,7 +97,7 @@ class GeoTiffSink:
     def _intermediate(self, path: Path) -> Path:
         """A plain GeoTIFF beside ``path`` that the COG is copied from, removed once it is."""
         tmp = path.with_name(f".{path.name}.gtiff.partial")
-        self.intermediates.append(tmp)
+        self.intermediates[path] = tmp
         return tmp
 
     def _open(self) -> None:
@@ -180,13 +180,9 @@ class GeoTiffSink:
         if self.rows_done != self.height:
             raise RuntimeError(f"{self.rows_done} of {self.height} rows were written")
         self._close_datasets()
-        kinds = {"classes": self.paths.classes, "confidence": self.paths.confidence,
-                 "probabilities": self.paths.probabilities}
-        for (kind, path), gtiff in zip(((k, p) for k, p in kinds.items() if p is not None),
-                                       self.intermediates or [None] * 3):
-            if gtiff is not None:
-                _to_cog(gtiff, self.temporaries[path], "nearest" if kind == "classes" else "average")
-                self._remove(gtiff)
+        for path, gtiff in self.intermediates.items():
+            _to_cog(gtiff, self.temporaries[path], "nearest" if path == self.paths.classes else "average")
+            self._remove(gtiff)
         if self.paths.preview is not None:
             self._write_preview(self._temporary(self.paths.preview))
         self.outputs.close()
@@ -194,7 +190,7 @@ class GeoTiffSink:
     def discard(self) -> None:
         """Close and remove every temporary (after an error or an interrupt)."""
         self._close_datasets()
-        for gtiff in self.intermediates:
+        for gtiff in self.intermediates.values():
             self._remove(gtiff)
         temporaries = list(self.temporaries.values())
         self.outputs.__exit__(RuntimeError, RuntimeError("prediction discarded"), None)

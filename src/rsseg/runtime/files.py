@@ -72,7 +72,7 @@ def folder_replaced_when_complete(folder: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(leftover, ignore_errors=True)
     staging = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(mode=default_folder_mode())
+    staging.mkdir()  # the mode any new folder gets (mkdtemp would give 0700)
     try:
         yield staging
         if folder.exists():

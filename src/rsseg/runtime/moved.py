@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
-import importlib.machinery
 import importlib.util
 import sys
 
@@ -60,9 +59,6 @@ def current_target(target: str) -> str:
 class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Answers an import of an old name with the module at its new home."""
 
-    def __init__(self) -> None:
-        self._specs: dict[str, importlib.machinery.ModuleSpec] = {}
-
     def find_spec(self, name, path=None, target=None):
         new = current_module(name)
         if new is None:
@@ -74,12 +70,12 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec):
         module = importlib.import_module(current_module(spec.name))
-        self._specs[spec.name] = module.__spec__
+        spec.loader_state = module.__spec__
         return module
 
     def exec_module(self, module) -> None:
         # The import system stamps the old name's spec on the module; it keeps its own.
-        module.__spec__ = self._specs.pop(next(k for k in self._specs if current_module(k) == module.__name__))
+        module.__spec__ = module.__spec__.loader_state
 
 
 def install() -> None:
