@@ -218,7 +218,7 @@ def test_sigterm_during_prediction_leaves_no_file_and_exits_130(tmp_path, entry)
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not (out.is_dir() and any(out.iterdir())) and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)  # the temporaries appear once the first strip is predicted
+        time.sleep(0.05)  # the temporaries appear when the outputs are created, before the first strip
     assert run.poll() is None, run.communicate()
     run.send_signal(signal.SIGTERM)
     stdout, stderr = run.communicate(timeout=120)
@@ -226,6 +226,51 @@ def test_sigterm_during_prediction_leaves_no_file_and_exits_130(tmp_path, entry)
     assert stderr.strip().splitlines()[-1] == "interrupted: nothing half-written was left behind"
     assert "Traceback" not in stderr and list(out.iterdir()) == []
     assert not (tmp_path / "run").exists()  # the run folder held nothing but Hydra's records
+
+
+def test_an_interrupt_while_the_reader_starts_still_stops_it(tmp_path, monkeypatch):
+    """A thread left reading at interpreter exit crashes GDAL (exit -11 instead of 130)."""
+    import threading
+
+    import rasterio
+
+    from rsseg.inference.reader import StripReader
+
+    def start_then_interrupt(self):
+        threading.Thread.start(self)
+        raise KeyboardInterrupt  # where a SIGTERM lands while start() waits for the thread
+
+    monkeypatch.setattr(StripReader, "start", start_then_interrupt)
+    source = write_geotiff(tmp_path / "scene.tif", smooth_image(512, 512), tiled=True)
+    predictor = TilePredictor(GlobalContext(), [120.0] * 3, [50.0] * 3, 4)
+    with rasterio.open(source) as handle, pytest.raises(KeyboardInterrupt):
+        predict_raster(handle, predictor, ArraySink(512, 512, 4), tile_size=64, overlap=16)
+    assert [t.name for t in threading.enumerate() if t.name in ("rsseg-reader", "rsseg-sink")] == []
+
+
+def test_an_interrupt_while_the_outputs_are_created_leaves_none_of_them(tmp_path, monkeypatch):
+    import rasterio
+
+    from rsseg.inference import geotiff
+    from rsseg.inference.geotiff import GeoTiffSink, OutputPaths
+
+    created = []
+
+    def create_then_interrupt(*args, **kwargs):
+        if created:  # the classes raster exists; the interrupt comes while the confidence one is created
+            raise KeyboardInterrupt
+        created.append(geotiff_create(*args, **kwargs))
+        return created[-1]
+
+    geotiff_create = geotiff.create_raster
+    monkeypatch.setattr(geotiff, "create_raster", create_then_interrupt)
+    source = write_geotiff(tmp_path / "scene.tif", smooth_image(64, 64), tiled=True)
+    out = tmp_path / "out"
+    paths = OutputPaths(out / "scene_classes.tif", out / "scene_confidence.tif", None, None)
+    with rasterio.open(source) as handle, pytest.raises(KeyboardInterrupt):
+        GeoTiffSink(paths, handle, ["a", "b", "c", "d"])
+    assert len(created) == 1 and created[0].closed
+    assert list(out.iterdir()) == []
 
 
 def test_prepared_tiles_appear_whole_or_not_at_all(tmp_path):

@@ -88,6 +88,8 @@ class _BackgroundSink:
         self.error: BaseException | None = None
         self.abort = threading.Event()
         self.thread = threading.Thread(target=self._run, name="rsseg-sink", daemon=True)
+
+    def start(self) -> None:
         self.thread.start()
 
     def _run(self) -> None:
@@ -118,6 +120,8 @@ class _BackgroundSink:
     def finish(self, ok: bool) -> None:
         if not ok:
             self.abort.set()
+        if not self.thread.is_alive():  # never started (an interrupt came first): nothing is queued
+            return
         self.queue.put(self._DONE)
         self.thread.join()
         if ok:
@@ -252,8 +256,10 @@ def predict_raster(
     out = _BackgroundSink(sink) if threaded_sink else None
     write = out.write if out is not None else sink.write
     ok = False
-    reader.start()
-    try:
+    try:  # the threads start inside: an interrupt while one starts still stops and joins both
+        reader.start()
+        if out is not None:
+            out.start()
         base = 0
         for i, r in enumerate(rows):
             index, start, strip, mask = reader.next()

@@ -87,7 +87,11 @@ class GeoTiffSink:
         self.rows_done = 0
         self.preview_step = max(1, math.ceil(max(self.height, self.width) / max(1, int(preview_size))))
         self.preview_rows: list[np.ndarray] = []
-        self._open()
+        try:
+            self._open()
+        except BaseException:  # an interrupt or a failure while the files are created leaves none of them
+            self.discard()
+            raise
 
     def _temporary(self, path: Path) -> Path:
         tmp = self.outputs.enter_context(replaced_when_complete(path))

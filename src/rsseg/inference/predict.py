@@ -180,17 +180,20 @@ def predict_scene(handle, predictor, plan: dict[str, Path], spec: TrainedModel, 
 
     paths = OutputPaths(plan["classes"], plan.get("confidence"), plan.get("probabilities"), plan.get("preview"))
     total = count_tiles(handle.height, handle.width, tile_size, resolve_overlap(overlap, tile_size))
-    sink = GeoTiffSink(paths, handle, spec.class_names, spec.palette, cog=cog, preview_size=preview_size, tags=tags)
     bar = tqdm(total=total, unit="tile", desc=Path(handle.name).name, disable=not progress, file=sys.stderr,
                dynamic_ncols=True, leave=False)
+    sink = None  # created inside the try: an interrupt at any point removes whatever was created
     try:
+        sink = GeoTiffSink(paths, handle, spec.class_names, spec.palette, cog=cog, preview_size=preview_size,
+                           tags=tags)
         stats = predict_raster(handle, predictor, sink, tile_size=tile_size, overlap=overlap, blend=blend,
                                bands=bands, nodata=nodata, progress=bar.update)
         bar.close()
         sink.commit()
     except BaseException:
         bar.close()
-        sink.discard()
+        if sink is not None:
+            sink.discard()
         raise
     return stats
 

@@ -139,8 +139,10 @@ class StripReader(threading.Thread):
             return item
 
     def close(self) -> None:
+        """Stop and join the thread; one that has not begun yet sees ``stop`` before its first read."""
         self.stop.set()
-        self.join()
+        if self.is_alive():
+            self.join()
 
 
 def open_input(path: str | Path) -> rasterio.DatasetReader:
