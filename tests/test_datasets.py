@@ -219,8 +219,12 @@ def vaihingen(tmp_path_factory):
 def test_vaihingen_standard_split_eroded_evaluation(vaihingen):
     root, truth = vaihingen
     cfg, dm = build("vaihingen", root)
-    assert names(dm, "train") == {f"area{n}" for n in Vaihingen.TRAIN}
-    assert names(dm, "val") == names(dm, "test") == {f"area{n}" for n in Vaihingen.TEST}
+    # The official test tiles test; 10 % of the 16 training tiles (2, seeded) validate, so no test tile does.
+    assert names(dm, "test") == {f"area{n}" for n in Vaihingen.TEST}
+    assert names(dm, "train") | names(dm, "val") == {f"area{n}" for n in Vaihingen.TRAIN}
+    assert len(names(dm, "val")) == 2 and not names(dm, "val") & names(dm, "train")
+    assert names(build("vaihingen", root, "protocol.split_seed=1")[1], "val") != names(dm, "val")
+    assert names(build("vaihingen", root, "protocol.select_on=test")[1], "val") == names(dm, "test")
     check_batches(dm, 3, 6)
     # Training reads the full labels, validation the eroded ones (boundaries ignored).
     assert all(s.label.parent.name.endswith("ground_truth_COMPLETE") for s in dm.split_scenes("train")[0])
@@ -252,7 +256,7 @@ def test_missing_files_are_all_listed_one_line_each(vaihingen, tmp_path):
 
     copy = tmp_path / "v"
     shutil.copytree(root, copy)
-    (copy / "ISPRS_semantic_labeling_Vaihingen/top/top_mosaic_09cm_area1.tif").unlink()
+    (copy / "ISPRS_semantic_labeling_Vaihingen/top/top_mosaic_09cm_area7.tif").unlink()
     (copy / "ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE/top_mosaic_09cm_area3.tif").unlink()
     (copy / "ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE/top_mosaic_09cm_area5.tif").unlink()
     _, dm = build("vaihingen", copy)
@@ -260,7 +264,7 @@ def test_missing_files_are_all_listed_one_line_each(vaihingen, tmp_path):
         dm.split_scenes("train")
     lines = str(error.value).splitlines()
     assert "3 problem(s) in the train split" in lines[0]
-    assert any(line.strip().endswith("top/top_mosaic_09cm_area1.tif: file not found") for line in lines)
+    assert any(line.strip().endswith("top/top_mosaic_09cm_area7.tif: file not found") for line in lines)
     assert sum("file not found" in line for line in lines) == 3
     with pytest.raises(DataError, match="vaihingen folder not found"):
         build("vaihingen", tmp_path / "nowhere")[1].split_scenes("train")
@@ -275,7 +279,8 @@ def potsdam(tmp_path_factory):
 def test_potsdam_variants_and_geoseg_excludes_7_10(potsdam):
     root, truth = potsdam
     _, dm = build("potsdam", root)
-    assert len(names(dm, "train")) == 24 and len(names(dm, "test")) == 14
+    assert len(names(dm, "train")) == 22 and len(names(dm, "val")) == 2 and len(names(dm, "test")) == 14
+    assert not names(dm, "val") & names(dm, "test")  # 2 of the 24 training tiles validate, no test tile
     check_batches(dm, 3, 6)
     _, dm4 = build("potsdam_rgbir", root)
     check_batches(dm4, 4, 6)
@@ -306,12 +311,14 @@ def gid(tmp_path_factory):
 
 def test_gid_rgb_and_nirrgb(gid):
     root, truth = gid
-    cfg, dm = build("gid", root, "data.scenes.val_scenes=1")
-    assert cfg.data.class_names[-1] == "background" and len(names(dm, "train")) == 2 and names(dm, "val") == names(dm, "test")
+    cfg, dm = build("gid", root, "data.scenes.test_scenes=1")
+    # 3 scenes: 1 tests, 1 of the other 2 validates (10 %, at least one), the last trains.
+    assert cfg.data.class_names[-1] == "background" and len(names(dm, "train")) == 1
+    assert len(names(dm, "val")) == len(names(dm, "test")) == 1 and not names(dm, "val") & names(dm, "test")
     check_batches(dm, 3, 6)
     val = sorted(names(dm, "val"))
     assert np.array_equal(grid_counts(dm, "val", 6), direct_counts([truth[i] for i in val], 6))
-    _, dm4 = build("gid_nirrgb", root, "data.scenes.val_scenes=1")
+    _, dm4 = build("gid_nirrgb", root, "data.scenes.test_scenes=1")
     check_batches(dm4, 4, 6)
     with pytest.raises(Exception) as error:
         build("gid", root, "protocol=geoseg")
@@ -322,10 +329,16 @@ def test_gid_rgb_and_nirrgb(gid):
 def test_random_tile_protocol_splits_tiles_from_a_seed(gid):
     root, truth = gid
     cfg, dm = build("gid", root, "protocol=random", "protocol.split_tile_size=32")
-    train, test = dm.split_scenes("train")[0], dm.split_scenes("test")[0]
-    # 96 x 100 scenes: 3 x 3 = 9 tiles of 32 each (remainders dropped), 27 tiles, 80 / 20.
-    assert len(train) + len(test) == 27 and len(train) == round(0.8 * 27)
-    assert {s.name for s in train}.isdisjoint({s.name for s in test}) and names(dm, "val") == names(dm, "test")
+    train, val, test = (dm.split_scenes(name)[0] for name in ("train", "val", "test"))
+    # 96 x 100 scenes: 3 x 3 = 9 tiles of 32 each (remainders dropped), 27 tiles, 80 / 20; 10 % of the 22
+    # training tiles validate (2), and the test tiles are those of the paper's split whatever validates.
+    assert len(train) + len(val) == round(0.8 * 27) and len(val) == 2 and len(test) == 27 - 22
+    assert {s.name for s in train + val}.isdisjoint({s.name for s in test}) and not names(dm, "val") & names(dm, "train")
+    wider = build("gid", root, "protocol=random", "protocol.split_tile_size=32", "protocol.val_fraction=0.5")[1]
+    assert names(wider, "test") == names(dm, "test") and len(names(wider, "val")) == 11
+    on_test = build("gid", root, "protocol=random", "protocol.split_tile_size=32", "protocol.select_on=test")[1]
+    assert names(on_test, "val") == names(on_test, "test") == names(dm, "test")
+    assert names(on_test, "train") == names(dm, "train") | names(dm, "val")
     assert all(s.window[2:] == (32, 32) for s in train + test)
     assert dm.split_scenes("train")[1] == [(32, 32)] * len(train)
     again = build("gid", root, "protocol=random", "protocol.split_tile_size=32")[1]
@@ -388,8 +401,14 @@ def test_geotiff_folder_any_bands_and_dtype_with_explicit_splits_and_manifest(tm
     common = ["data.scenes.labels='labels/{stem}_label.tif'", "data.in_channels=5", "data.num_classes=3",
               "data.class_names=[x,y,z]", "data.palette=[[0,0,0],[1,1,1],[2,2,2]]",
               "data.mean=[0,0,0,0,0]", "data.std=[1,1,1,1,1]"]
-    _, dm = build("geotiff", tmp_path, *common, "data.scenes.splits={train:[a,b],val:[c],test:[c]}")
+    _, dm = build("geotiff", tmp_path, *common, "data.scenes.splits={train:[a,b],val:[c]}")
     assert names(dm, "train") == {"images/a", "images/b"} and names(dm, "val") == {"images/c"}
+    # Validating on a test scene is refused unless asked for; asked for, validation is the test split.
+    with pytest.raises(ConfigError, match=r"geotiff: data.scenes.splits validates on 1 test scene\(s\) \(e.g. images/c\); "
+                                          r"expected a validation split disjoint from test, or protocol.select_on=test"):
+        names(build("geotiff", tmp_path, *common, "data.scenes.splits={train:[a,b],val:[c],test:[c]}")[1], "val")
+    on_test = build("geotiff", tmp_path, *common, "data.scenes.splits={train:[a,b],test:[c]}", "protocol.select_on=test")[1]
+    assert names(on_test, "val") == names(on_test, "test") == {"images/c"}
     check_batches(dm, 5, 3)
     assert np.array_equal(grid_counts(dm, "val", 3), direct_counts([truth["c"]], 3))
     manifest = tmp_path / "split.json"
@@ -399,7 +418,7 @@ def test_geotiff_folder_any_bands_and_dtype_with_explicit_splits_and_manifest(tm
     # A label in another CRS than its image is refused, naming the label file.
     write_tif(tmp_path / "labels" / "b_label.tif", truth["b"][None].astype(np.uint8), crs="EPSG:4326")
     with pytest.raises(DataError, match=r"b_label.tif: CRS EPSG:4326 differs from its image's EPSG:32632"):
-        build("geotiff", tmp_path, *common, "data.scenes.splits={train:[a,b],val:[c],test:[c]}")[1].split_scenes("train")
+        build("geotiff", tmp_path, *common, "data.scenes.splits={train:[a,b],val:[c]}")[1].split_scenes("train")
 
 
 def test_geotiff_empty_folder_and_missing_labels_are_reported(tmp_path):
@@ -418,9 +437,44 @@ def test_taikang_preset_four_band_gaofen_random_tiles(tmp_path):
         write_tif(tmp_path / "labels" / f"{stem}.tif", class_map(rng, 96, 96, 2)[None].astype(np.uint8), crs="EPSG:32650")
     cfg, dm = build("taikang", tmp_path, "data.scenes.split_tile_size=32")
     assert cfg.data.in_channels == 4 and list(cfg.data.class_names) == ["background", "cultivated_land"]
-    train, test = dm.split_scenes("train")[0], dm.split_scenes("test")[0]
-    assert len(train) == round(0.9 * 18) and len(train) + len(test) == 18  # the paper's 90 / 10 of tiles
+    train, val, test = (dm.split_scenes(name)[0] for name in ("train", "val", "test"))
+    assert len(train) + len(val) == round(0.9 * 18) and len(test) == 18 - 16  # the paper's 90 / 10 of tiles
+    assert len(val) == 2  # 10 % of the 16 training tiles choose the checkpoint
     check_batches(dm, 4, 2)
+
+
+def _make_taikang(root: Path) -> None:
+    rng = np.random.default_rng(6)
+    for stem in ("3350241", "3661472"):
+        write_tif(root / "images" / f"{stem}.tif", image(rng, 4, 96, 96, np.uint16), crs="EPSG:32650")
+        write_tif(root / "labels" / f"{stem}.tif", class_map(rng, 96, 96, 2)[None].astype(np.uint8), crs="EPSG:32650")
+
+
+FIXTURES = {
+    "vaihingen": (lambda root: make_isprs(root, "vaihingen"), ["standard", "geoseg", "mmseg", "random"]),
+    "potsdam": (lambda root: make_isprs(root, "potsdam", size=(48, 56)), ["standard", "geoseg", "mmseg", "random"]),
+    "gid": (make_gid, ["standard", "random"]),
+    "massachusetts": (make_massachusetts, ["standard", "random"]),
+    "loveda": (make_loveda, ["standard", "random"]),
+    "dubai": (make_dubai, ["standard", "random"]),
+    "taikang": (_make_taikang, ["standard", "random"]),
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(FIXTURES))
+def test_every_protocol_validates_on_scenes_that_never_test(dataset, tmp_path):
+    make, protocols = FIXTURES[dataset]
+    make(tmp_path)
+    for protocol in protocols:
+        overrides = [f"protocol={protocol}", "data.scenes.split_tile_size=32"]
+        if dataset == "gid":
+            overrides.append("data.scenes.test_scenes=1")
+        _, dm = build(dataset, tmp_path, *overrides)
+        splits = dm.scenes.manifest()["splits"]  # what `rsseg prepare` writes to splits.json
+        key = lambda entry: (entry["image"], tuple(entry["window"] or ()))  # noqa: E731
+        val, test = {key(e) for e in splits["val"]}, {key(e) for e in splits["test"]}
+        assert val and not val & test, (protocol, sorted(val & test)[:3])
+        assert not val & {key(e) for e in splits["train"]}, protocol
 
 
 def test_protocol_as_a_default_of_the_primary_config():

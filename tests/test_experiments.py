@@ -67,7 +67,7 @@ def test_subpixel_and_deconvnet_recipes():
     assert ours.optimizer.lr == 0.007 and ours.optimizer.momentum == 0.9 and ours.optimizer.weight_decay == 2e-4
     assert ours.trainer.max_steps == 30000 and ours.data.batch_size == 10
     assert ours.scheduler.min_factor * ours.optimizer.lr == pytest.approx(1e-6, rel=0.01)
-    assert ours.protocol.train_fraction == 0.6 and ours.protocol.val_fraction == 0.2
+    assert ours.protocol.train_fraction == 0.8 and ours.protocol.val_fraction == 0.25  # 6:2:2 of the tiles
     assert ours.aug._target_ == "rsseg.data.augment.RICAP" and ours.model.upsample._target_.endswith("SubPixelUpsample")
     only_crop = row_config("subpixel_compare", "subpixel/ours_crop_stitch")
     assert only_crop.aug._target_ == "rsseg.data.augment.RICAP"

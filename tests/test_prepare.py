@@ -32,11 +32,12 @@ def gid_scene_set(tmp_path_factory):
 def test_statistics_class_counts_manifest_and_gid_tiles(gid_scene_set, tmp_path):
     root, truth = gid_scene_set
     out = tmp_path / "out"
-    report = prepare("data=gid", f"data.root={root}", "data.scenes.val_scenes=1", f"out_dir={out}", "window=100",
-                     "tiles.write=true", "tiles.size=32", "tiles.splits=[train]")
+    report = prepare("data=gid", f"data.root={root}", "data.scenes.test_scenes=1", "protocol.select_on=test",
+                     f"out_dir={out}", "window=100", "tiles.write=true", "tiles.size=32", "tiles.splits=[train]")
     manifest = json.loads((out / "splits.json").read_text())
     train = [e["name"] for e in manifest["splits"]["train"]]
-    assert len(train) == 1 and len(manifest["splits"]["val"]) == 1 and report["splits"] == {"train": 1, "val": 1, "test": 1}
+    assert len(train) == 1 and report["splits"] == {"train": 1, "val": 1, "test": 1}
+    assert manifest["splits"]["val"] == manifest["splits"]["test"] and manifest["protocol"]["select_on"] == "test"
     image_path = root / manifest["splits"]["train"][0]["image"]
     with rasterio.open(image_path) as src:
         pixels = src.read().reshape(3, -1).astype(np.float64)
@@ -62,8 +63,32 @@ def test_statistics_class_counts_manifest_and_gid_tiles(gid_scene_set, tmp_path)
                                    f"data.stats_file={out / 'stats.json'}"])
     dm = instantiate(cfg.data, augment=None)
     scenes, sizes = dm.split_scenes("train")
-    assert len(scenes) == 182 and set(sizes) == {(32, 32)}
+    held_out = dm.split_scenes("val")[0]  # the manifest lists no val: 10 % of its training tiles validate
+    assert len(scenes) + len(held_out) == 182 and len(held_out) == 18 and set(sizes) == {(32, 32)}
     assert list(cfg.data.mean) == report["mean"] and list(cfg.data.std) == report["std"]
+
+
+@pytest.mark.parametrize("protocol", ["random", "standard"])
+def test_prepare_writes_splits_whose_val_and_test_share_no_tile(protocol, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / protocol
+    done = subprocess.run(
+        [sys.executable, "-m", "rsseg.cli", "prepare", "data=synthetic", f"protocol={protocol}", f"out_dir={out}",
+         f"paths.cache_dir={tmp_path / 'cache'}", "data.scenes.size=512", "data.scenes.num_scenes=5",
+         "data.scenes.split_tile_size=128", "window=128"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    splits = json.loads((out / "splits.json").read_text())["splits"]
+    key = lambda entry: (entry["image"], tuple(entry["window"] or ()))  # noqa: E731
+    val, test, train = ({key(e) for e in splits[name]} for name in ("val", "test", "train"))
+    assert val and not val & test and not val & train
+    if protocol == "random":  # 5 scenes of 4 x 4 tiles: 64 train (6 of them validate), 16 test
+        assert (len(train), len(val), len(test)) == (58, 6, 16)
+    else:  # the last 2 scenes validate, none tests
+        assert (len(train), len(val), len(test)) == (3, 2, 0)
 
 
 def test_every_missing_or_malformed_file_is_listed(tmp_path):

@@ -44,6 +44,12 @@ def test_training_lowers_the_loss_and_checkpoints_rebuild_the_model(train_config
     assert epoch_losses[-1] < 0.9 * epoch_losses[0]
     best = results["checkpoint"]
     assert best and best.endswith(".ckpt")
+    # results.json says which split chose the checkpoint and when: the epoch of the best val mIoU in the log.
+    val = [(float(r["val/miou"]), int(r["epoch"])) for r in rows if r.get("val/miou")]
+    selection = results["selection"]
+    assert (selection["split"], selection["monitor"], selection["mode"]) == ("val", "val/miou", "max")
+    assert selection["epoch"] == max(val, key=lambda v: v[0])[1] and selection["score"] == pytest.approx(max(val)[0])
+    assert selection["step"] == 4 * (selection["epoch"] + 1)
     model, stored = load_model_from_checkpoint(best)
     assert stored.data.class_names[0] == "built-up"
     with torch.no_grad():

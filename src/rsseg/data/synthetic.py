@@ -20,6 +20,7 @@ import rasterio
 from rasterio.transform import from_origin
 from scipy import ndimage
 
+from rsseg.data.datasets.base import Record, SceneSet
 from rsseg.data.raster import Scene
 from rsseg.runtime.files import folder_replaced_when_complete
 
@@ -164,8 +165,12 @@ def _write(path: Path, pixels: np.ndarray, origin: tuple[float, float]) -> None:
         dst.write(pixels)
 
 
-class SyntheticScenes:
-    """The synthetic scene set, split into train / val / test scenes by position (the last ones are held out)."""
+class SyntheticScenes(SceneSet):
+    """The synthetic scene set. Its ``standard`` split is by position (the last scenes are held out: ``val_scenes``
+    validate, then ``test_scenes`` test); every other protocol (``random`` tiles, a ``split_file``) works as on
+    the real datasets."""
+
+    dataset = "synthetic"
 
     def __init__(
         self,
@@ -175,17 +180,16 @@ class SyntheticScenes:
         size: int = 1024,
         val_scenes: int = 2,
         test_scenes: int = 0,
+        **protocol,
     ) -> None:
         if num_scenes - val_scenes - test_scenes < 1:
             raise ValueError(f"num_scenes={num_scenes} leaves no training scene after {val_scenes} val and {test_scenes} test")
-        self.root = Path(root).expanduser()
         self.params = {"version": GENERATOR_VERSION, "seed": seed, "num_scenes": num_scenes, "size": size}
         self.val_scenes, self.test_scenes = val_scenes, test_scenes
-
-    @property
-    def folder(self) -> Path:
         p = self.params
-        return self.root / f"v{p['version']}_seed{p['seed']}_n{p['num_scenes']}_s{p['size']}"
+        # The scenes live in a folder named after what generated them: that folder is the dataset's root.
+        self.folder = Path(root).expanduser() / f"v{p['version']}_seed{p['seed']}_n{p['num_scenes']}_s{p['size']}"
+        super().__init__(self.folder, **protocol)
 
     def ensure(self) -> Path:
         """Generate the scenes unless an identical set is already cached; returns the folder."""
@@ -207,18 +211,21 @@ class SyntheticScenes:
                 raise
         return folder
 
-    def split(self, name: str) -> list[Scene]:
+    def records(self) -> list[Record]:
         folder = self.ensure()
-        n = self.params["num_scenes"]
-        n_train = n - self.val_scenes - self.test_scenes
-        ranges = {
-            "train": range(0, n_train),
-            "val": range(n_train, n_train + self.val_scenes),
-            "test": range(n_train + self.val_scenes, n),
-        }
-        if name not in ranges:
-            raise ValueError(f"unknown split {name!r}; expected train, val or test")
-        return [
-            Scene(folder / f"scene_{i:02d}.tif", folder / f"scene_{i:02d}_label.tif", f"scene_{i:02d}")
-            for i in ranges[name]
-        ]
+        return [Record(f"scene_{i:02d}", folder / f"scene_{i:02d}.tif", folder / f"scene_{i:02d}_label.tif")
+                for i in range(self.params["num_scenes"])]
+
+    def split_ids(self, table: str) -> dict[str, list[str]]:
+        ids = [f"scene_{i:02d}" for i in range(self.params["num_scenes"])]
+        n_train = len(ids) - self.val_scenes - self.test_scenes
+        return {"train": ids[:n_train], "val": ids[n_train : n_train + self.val_scenes],
+                "test": ids[n_train + self.val_scenes :]}
+
+    def split(self, name: str, strict: bool = True) -> list[Scene]:
+        self.ensure()  # the scenes are generated on first use, before the folder is looked at
+        return super().split(name, strict)
+
+    def problems(self) -> list[str]:
+        self.ensure()
+        return super().problems()

@@ -17,6 +17,7 @@ from rsseg.tables.columns import (
     SIZE_COLUMNS,
     Column,
     expand_columns,
+    paper_numbers,
     positive_class,
 )
 from rsseg.tables.groups import GENERIC_COLUMNS, Row, RunGroup, group_runs
@@ -62,6 +63,7 @@ class GroupTables:
     def __init__(self, group: RunGroup, options: TableOptions, provenance: list[str]) -> None:
         self.group, self.options, self.provenance = group, options, provenance
         self.spec = group.spec
+        self.paper = paper_numbers(self.spec, group.data)
         self.class_names = group.class_names
         self.rows, self.notes = group.rows()
         self.split = options.split or self.spec.get("split") or "test"
@@ -111,8 +113,10 @@ class GroupTables:
             notes.append("no intervals: the runs' results.json hold no per-scene confusion matrices (scenes)")
         elif self.bootstrap is not None and counts and max(counts) == 1:
             notes.append("no intervals: one evaluation scene (resampling scenes needs two or more)")
-        if with_paper and self.spec.get("paper"):
-            notes.append(f"(paper): the paper's reported numbers, {self.spec.get('paper_note') or self.spec.get('source')}")
+        if with_paper and self.paper.rows:
+            notes.append(f"(paper): the paper's reported numbers, {self.paper.note or self.spec.get('source')}")
+        elif with_paper and self.paper.missing:
+            notes.append(self.paper.missing)
         for row in self.rows:
             if not row.in_spec and row.runs and self.spec.get("rows"):
                 notes.append(f"row {row.name} is not in the paper's table; shown after its rows")
@@ -164,14 +168,14 @@ class GroupTables:
     def main_table(self, layout: str) -> Table:
         positive = positive_class(self.spec, self.class_names)
         columns = expand_columns(self.spec.get("columns") or GENERIC_COLUMNS, self.class_names, positive)
-        paper = self.spec.get("paper") or {}
+        names = [r.name for r in self.rows]
         marks = [str(m) for m in self.spec.get("marks") or []] if layout == "ablation" else []
         fields = [Field("row", "row", "text", csv_only=True), Field("label", "Model", "text")]
         fields += [Field(f"mark:{m}", m, "mark") for m in marks]
         for column in columns:
             unit = " (%)" if column.from_confusion else ""
             fields.append(Field(column.key, f"{column.label}{unit}", "estimate", column.unit))
-            if any(column.paper_key in (paper.get(r.name) or {}) for r in self.rows):
+            if self.paper.has(column.paper_key, names):
                 fields.append(Field(f"{column.key}:paper", f"{column.label} (paper)", "paper", column.unit))
         fields.append(Field("seeds", "n", "count"))
         primary = next((c for c in columns if c.from_confusion and not c.key.startswith("per_class.")), None)
@@ -189,7 +193,7 @@ class GroupTables:
             for column in columns:
                 cells.append(None if row.missing else self._estimate(row, column))
                 if any(f.name == f"{column.key}:paper" for f in fields):
-                    cells.append((paper.get(row.name) or {}).get(column.paper_key))
+                    cells.append(self.paper.value(row.name, column.paper_key))
             cells.append(len(row.runs))
             if deltas is not None:
                 cells.append(deltas.get(row.name))
@@ -214,15 +218,23 @@ class GroupTables:
         columns = [Column(f"per_class.{metric}.{c}", f"per_class.{metric}.{c}", c, "percent") for c in self.class_names]
         columns.append(Column(CLASS_MEAN[metric], CLASS_MEAN[metric], "mean", "percent"))
         fields = [Field("row", "row", "text", csv_only=True), Field("label", "Model", "text")]
-        fields += [Field(c.key, f"{c.label}†" if c.label in excluded else c.label, "estimate") for c in columns]
+        names = [r.name for r in self.rows]
+        with_paper = {c.key for c in columns if self.paper.has(c.key, names)}
+        for c in columns:
+            fields.append(Field(c.key, f"{c.label}†" if c.label in excluded else c.label, "estimate"))
+            if c.key in with_paper:
+                fields.append(Field(f"{c.key}:paper", f"{c.label} (paper)", "paper"))
         fields += [Field("seeds", "n", "count"), Field("split", "split", "text", csv_only=True)]
         rows = []
         for row in self.rows:
             cells: list[Any] = [row.name, self._row_label(row)]
-            cells += [None if row.missing else self._estimate(row, c) for c in columns]
+            for c in columns:
+                cells.append(None if row.missing else self._estimate(row, c))
+                if c.key in with_paper:
+                    cells.append(self.paper.value(row.name, c.key))
             cells += [len(row.runs), self.row_splits[row.name] if row.runs else ""]
             rows.append(cells)
-        notes = self._common_notes(with_paper=False)
+        notes = self._common_notes(with_paper=True)
         if excluded:
             notes.append(f"†: not in the mean ({', '.join(sorted(excluded))}, data.exclude_from_mean)")
         title = f"{self.spec.get('title') or 'Comparison'}: per-class {PER_CLASS_METRICS[metric]} (%)"
@@ -240,12 +252,11 @@ class GroupTables:
         unknown = [c for c in wanted if c not in SIZE_COLUMNS]
         if unknown:
             raise ConfigError(f"table.columns: {unknown[0]!r} in a params table; expected {', '.join(SIZE_COLUMNS)}")
-        paper = self.spec.get("paper") or {}
         fields = [Field("row", "row", "text", csv_only=True), Field("label", "Model", "text"),
                   Field("model", "model", "text")]
         for column in wanted:
             fields.append(Field(column, SIZE_COLUMNS[column], "estimate", column))
-            if any(column in (paper.get(n) or {}) for n in names):
+            if self.paper.has(column, names):
                 fields.append(Field(f"{column}:paper", f"{SIZE_COLUMNS[column]} (paper)", "paper", column))
         rows, notes = [], []
         for name in names:
@@ -257,13 +268,13 @@ class GroupTables:
                 value = (entry or {}).get(column)
                 cells.append(Estimate(float(value), None, 1) if isinstance(value, (int, float)) else None)
                 if any(f.name == f"{column}:paper" for f in fields):
-                    cells.append((paper.get(name) or {}).get(column))
+                    cells.append(self.paper.value(name, column))
             rows.append(cells)
             if entry is None:
                 notes.append(f"missing row: {name}: no size in {latest.path if latest else 'any results.json'}")
         notes.append("MiB = params x 4 / 2^20 (the papers' MB); GFLOPs at the training tile size")
-        if paper:
-            notes.append(f"(paper): the paper's reported sizes, {self.spec.get('paper_note') or self.spec.get('source')}")
+        if self.paper.rows:
+            notes.append(f"(paper): the paper's reported sizes, {self.paper.note or self.spec.get('source')}")
         notes += [f"failed: {f.error} ({f.path})" for f in self.group.failures]
         title = str(self.spec.get("title") or "Parameter sizes")
         subtitle = "; ".join(p for p in (self.spec.get("source"), f"data {self.group.data}") if p)

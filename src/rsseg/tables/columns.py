@@ -49,6 +49,38 @@ def metric_value(metrics: dict, key: str) -> float:
     return float(raw) if isinstance(raw, (int, float)) else math.nan
 
 
+@dataclass(frozen=True)
+class PaperNumbers:
+    """The paper's numbers for one dataset (``table.paper.<data>``: ``note`` and ``rows``; ``any`` for numbers
+    that do not depend on the dataset), or why a table of this dataset has none (``missing``)."""
+
+    rows: dict
+    note: str | None = None
+    missing: str | None = None
+
+    def value(self, row: str, key: str) -> float | None:
+        """The paper's number for ``row`` at ``key`` (``miou``, ``per_class.iou.road``, ``f1@positive``)."""
+        entry = self.rows.get(row) or {}
+        raw = entry.get(key) if key in entry else dig(entry, key)
+        return float(raw) if isinstance(raw, (int, float)) else None
+
+    def has(self, key: str, rows: Sequence[str]) -> bool:
+        return any(self.value(r, key) is not None for r in rows)
+
+
+def paper_numbers(spec: dict, data: str) -> PaperNumbers:
+    """The paper's numbers of ``spec`` for dataset ``data``; a dataset the paper did not use gets none, and says so."""
+    by_data = spec.get("paper") or {}
+    entry = by_data.get(data) or by_data.get("any")
+    if isinstance(entry, dict) and isinstance(entry.get("rows"), dict):
+        return PaperNumbers(dict(entry["rows"]), entry.get("note"))
+    if not by_data:
+        return PaperNumbers({})
+    source = spec.get("source") or "the paper"
+    return PaperNumbers({}, missing=f"no paper column: {source} reports no results on {data} (it reports "
+                                    f"{', '.join(sorted(by_data))})")
+
+
 def positive_class(spec: dict, class_names: Sequence[str]) -> str | None:
     """The first of ``table.positive_class`` that the dataset has."""
     return next((str(n) for n in spec.get("positive_class") or [] if n in class_names), None)

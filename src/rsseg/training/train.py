@@ -91,7 +91,7 @@ def measure_sizes(cfg: DictConfig) -> dict:
     if not models:  # no table: the configured model alone
         models = {hydra_choice("model") or "model": None}
     labels = dict(table.get("labels") or {})
-    paper = dict(table.get("paper") or {})
+    paper = dict(OmegaConf.select(table, "paper.any.rows", default=None) or {}) if table else {}
     rows = []
     for row, name in models.items():
         if name is None:
@@ -134,6 +134,23 @@ def _best_is_last_validation(trainer: L.Trainer, task: SegmentationTask) -> bool
     if score is None or last is None or not math.isfinite(last):
         return False
     return abs(float(score) - last) <= 1e-6 * max(1.0, abs(last))
+
+
+def selection_record(trainer: L.Trainer, datamodule, ckpt: str | None) -> dict:
+    """Which split chose the reported checkpoint, by which metric, and at which epoch and step: a table marks runs
+    whose checkpoint was chosen on the test split."""
+    callback = trainer.checkpoint_callback
+    record = {"split": getattr(datamodule.scenes, "select_on", "val"), "monitor": getattr(callback, "monitor", None),
+              "mode": getattr(callback, "mode", None), "epoch": None, "step": None, "score": None}
+    score = getattr(callback, "best_model_score", None)
+    if score is not None:
+        record["score"] = float(score)
+    if ckpt:
+        from rsseg.models.checkpoint import read_checkpoint
+
+        state = read_checkpoint(ckpt, mmap=True)
+        record["epoch"], record["step"] = state.get("epoch"), state.get("global_step")
+    return record
 
 
 def train(cfg: DictConfig) -> dict:
@@ -205,6 +222,7 @@ def _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started
         **version_stamp(),
         **record,
         "checkpoint": str(Path(ckpt).resolve()) if ckpt else None,
+        "selection": selection_record(trainer, datamodule, ckpt),
         "params": params,
         "mib": round(mib, 2),
         "gflops": round(count_gflops(model, int(cfg.data.tile_size), cfg.data.in_channels), 2),

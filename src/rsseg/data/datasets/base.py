@@ -6,6 +6,12 @@ Each source lists the scenes of a split (``split("train" | "val" | "test") -> li
 seed), which labels train and evaluate (``full`` or ``eroded``: the ISPRS ``noBoundary`` files), and where a
 ``split_file`` (a JSON manifest, as ``rsseg prepare`` writes) replaces the built-in tables.
 
+Model selection never sees the test split: where a split table has no validation part (the random tile split,
+ISPRS ``standard``, GID), ``val_fraction`` of the training part is held out to validate (seeded with
+``split_seed``), so the test part stays exactly the paper's or the dataset's. ``select_on="test"`` asks for the
+papers' own practice, the best epoch on the test split: validation then uses the test scenes, and every table
+marks runs made so.
+
 Missing files are reported all at once, one line each, naming the file and the dataset layout that expects it.
 """
 
@@ -23,6 +29,7 @@ from rsseg.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 LABEL_CHOICES = ("full", "eroded")
+SELECT_ON = ("val", "test")
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,8 @@ class SceneSet:
         split_seed: int = 0,
         split_tile_size: int = 512,
         train_fraction: float = 0.8,
-        val_fraction: float = 0.0,
+        val_fraction: float = 0.1,
+        select_on: str = "val",
     ) -> None:
         if root is None or str(root) in ("", "???"):
             raise ConfigError(f"{self.dataset}: data.root is not set; pass data.root=/path/to/{self.dataset}")
@@ -71,17 +79,22 @@ class SceneSet:
         for key, value in (("train_labels", train_labels), ("eval_labels", eval_labels)):
             if value not in LABEL_CHOICES:
                 raise ConfigError(f"{self.dataset}: {key}={value!r}; expected 'full' or 'eroded'")
-        if not 0 < train_fraction <= 1 or not 0 <= val_fraction < 1 or train_fraction + val_fraction > 1:
+        if not 0 < train_fraction <= 1 or not 0 <= val_fraction < 1:
             raise ConfigError(
-                f"{self.dataset}: train_fraction={train_fraction} and val_fraction={val_fraction} must be fractions "
-                f"with train_fraction + val_fraction <= 1"
+                f"{self.dataset}: train_fraction={train_fraction} and val_fraction={val_fraction}; expected "
+                f"0 < train_fraction <= 1 (the training part, validation included) and 0 <= val_fraction < 1 "
+                f"(the share of the training part that validates)"
             )
+        if select_on not in SELECT_ON:
+            raise ConfigError(f"protocol.select_on={select_on!r}; expected 'val' (a validation split disjoint from "
+                              f"test chooses the checkpoint) or 'test' (the papers' best epoch on the test split)")
         self.split_name = split
         self.train_labels, self.eval_labels = train_labels, eval_labels
         self.split_file = Path(str(split_file)).expanduser() if split_file else None
         self.split_seed = int(split_seed)
         self.split_tile_size = int(split_tile_size)
         self.train_fraction, self.val_fraction = float(train_fraction), float(val_fraction)
+        self.select_on = select_on
         self._assignments: dict[str, list[Scene]] | None = None
 
     # -- what subclasses provide -------------------------------------------------------------------------------
@@ -90,7 +103,8 @@ class SceneSet:
         raise NotImplementedError
 
     def split_ids(self, table: str) -> dict[str, list[str]]:
-        """The record ids of train, val and test under the built-in split table ``table``."""
+        """The record ids of train, val and test under the built-in split table ``table``; a table without a
+        validation part leaves ``val`` empty and :meth:`_assign` holds it out of ``train``."""
         raise NotImplementedError
 
     def discovery_problems(self) -> list[str]:
@@ -172,7 +186,7 @@ class SceneSet:
                 "split": self.split_name, "train_labels": self.train_labels, "eval_labels": self.eval_labels,
                 "split_file": str(self.split_file) if self.split_file else None, "split_seed": self.split_seed,
                 "split_tile_size": self.split_tile_size, "train_fraction": self.train_fraction,
-                "val_fraction": self.val_fraction,
+                "val_fraction": self.val_fraction, "select_on": self.select_on,
             },
             "splits": {
                 name: [
@@ -195,11 +209,46 @@ class SceneSet:
             if self.split_file is not None:
                 self._listed = False
                 self._assignments = self._from_split_file()
-            elif self.split_name == "random":
+            elif self.split_name == "random" or self.tiles_by_default():
                 self._assignments = self._random_tiles()
             else:
                 self._assignments = self._from_table(self.split_ids(self.split_name))
+            self._assignments = self._selection_split(self._assignments)
         return self._assignments
+
+    def tiles_by_default(self) -> bool:
+        """Whether this source's ``standard`` split is the random tile split (a folder without split lists)."""
+        return False
+
+    def split_origin(self) -> str:
+        """Where the split lists came from, for error messages."""
+        return f"the split file {self.split_file}" if self.split_file else f"the {self.split_name} split table"
+
+    def _held_out(self, parts: dict) -> dict:
+        """``parts`` (lists of ids, entries or tile indices per split) with ``val_fraction`` of ``train`` moved to
+        ``val`` (seeded with ``split_seed``) when the table has no validation part; the test part is untouched."""
+        train = list(parts.get("train", []))
+        if list(parts.get("val", [])) or not train or self.val_fraction <= 0 or self.select_on == "test":
+            return parts
+        order = np.random.default_rng([self.split_seed, 1]).permutation(len(train))
+        held = set(order[: min(len(train) - 1, max(1, int(round(self.val_fraction * len(train)))))].tolist())
+        return {**parts, "train": [x for i, x in enumerate(train) if i not in held],
+                "val": [x for i, x in enumerate(train) if i in held]}
+
+    def _selection_split(self, parts: dict[str, list[Scene]]) -> dict[str, list[Scene]]:
+        """The validation split that chooses the checkpoint: the test split under ``select_on="test"``, else one
+        that shares no scene with test (:meth:`_held_out` made it where the table had none)."""
+        if self.select_on == "test":
+            return {**parts, "val": list(parts["test"])}
+        test = {_scene_key(s) for s in parts["test"]}
+        shared = [s.name for s in parts["val"] if _scene_key(s) in test]
+        if shared:
+            raise ConfigError(
+                f"{self.dataset}: {self.split_origin()} validates on {len(shared)} test scene(s) (e.g. {shared[0]}); "
+                f"expected a validation split disjoint from test, or protocol.select_on=test to choose the "
+                f"checkpoint on the test split on purpose (tables then mark the run)"
+            )
+        return parts
 
     def _by_id(self) -> dict[str, Record]:
         return {r.id: r for r in self.records()}
@@ -216,6 +265,7 @@ class SceneSet:
 
     def _from_table(self, ids: dict[str, list[str]]) -> dict[str, list[Scene]]:
         records = self._by_id()
+        ids = self._held_out(ids)
         out: dict[str, list[Scene]] = {}
         for name in SPLITS:
             unknown = [i for i in ids.get(name, []) if i not in records]
@@ -241,10 +291,11 @@ class SceneSet:
         base = self.root  # relative paths are relative to data.root; absolute ones stay as they are
         records = None
         out: dict[str, list[Scene]] = {}
+        splits = self._held_out({name: list(splits.get(name, [])) for name in SPLITS})
         for name in SPLITS:
             role = "train" if name == "train" else "eval"
             scenes = []
-            for entry in splits.get(name, []):
+            for entry in splits[name]:
                 if isinstance(entry, str):
                     records = records if records is not None else self._by_id()
                     scene_id = self.resolve_id(entry, records)
@@ -268,8 +319,9 @@ class SceneSet:
 
     def _random_tiles(self) -> dict[str, list[Scene]]:
         """The papers' protocol: every scene cut into ``split_tile_size`` tiles without overlap (remainders dropped:
-        13 x 14 = 182 tiles per 6800 x 7200 GID scene), the tiles shuffled with ``split_seed`` and split by
-        fraction. With ``val_fraction`` 0 (the papers had no validation set) validation uses the test tiles."""
+        13 x 14 = 182 tiles per 6800 x 7200 GID scene), the tiles shuffled with ``split_seed``, the first
+        ``train_fraction`` train and the rest test. The papers had no validation set: :meth:`_selection_split`
+        holds ``val_fraction`` of the training tiles out, so the test tiles are the same whatever it is."""
         size = self.split_tile_size
         tiles: list[tuple[Record, tuple[int, int, int, int]]] = []
         scenes, largest = 0, (0, 0)
@@ -285,14 +337,7 @@ class SceneSet:
         self._tile_count, self._tile_sources = len(tiles), (scenes, largest)
         order = np.random.default_rng(self.split_seed).permutation(len(tiles))
         n_train = int(round(self.train_fraction * len(tiles)))
-        n_val = int(round(self.val_fraction * len(tiles)))
-        parts = {
-            "train": order[:n_train],
-            "val": order[n_train : n_train + n_val],
-            "test": order[n_train + n_val :],
-        }
-        if n_val == 0:
-            parts["val"] = parts["test"]
+        parts = self._held_out({"train": order[:n_train].tolist(), "val": [], "test": order[n_train:].tolist()})
 
         def scene(index: int, role: str) -> Scene:
             record, window = tiles[index]
@@ -300,17 +345,16 @@ class SceneSet:
 
         # Sorted by position so that reading order follows the files, whatever the shuffle.
         return {
-            name: [scene(i, "train" if name == "train" else "eval") for i in sorted(parts[name].tolist())]
+            name: [scene(i, "train" if name == "train" else "eval") for i in sorted(parts[name])]
             for name in SPLITS
         }
 
 
+def _scene_key(scene: Scene) -> tuple:
+    """What makes two scenes the same pixels: the image and the window read from it."""
+    return (str(scene.image), tuple(scene.window) if scene.window else None)
+
+
 def all_scenes(source, names: Iterable[str] = SPLITS) -> dict[str, list[Scene]]:
     """Every split of a source, tolerating missing files (used by ``rsseg prepare``)."""
-    out = {}
-    for name in names:
-        try:
-            out[name] = source.split(name, strict=False)
-        except TypeError:  # a source without the ``strict`` switch (synthetic scenes)
-            out[name] = source.split(name)
-    return out
+    return {name: source.split(name, strict=False) for name in names}

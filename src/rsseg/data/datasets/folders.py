@@ -63,8 +63,8 @@ class GID(FolderSceneSet):
         Large-scale Classification_5classes/label_5classes/GF2_PMS1__L1A0000564539-MSS1_label.tif
 
     The ``standard`` table is the 120 / 30 scene split used by many: the IDs of that split are not published with
-    the data, so rsseg draws the 30 validation scenes from the sorted names with ``split_seed`` (test = val).
-    Pass ``split_file`` for a specific list.
+    the data, so rsseg draws the 30 test scenes from the sorted names with ``split_seed``; ``val_fraction`` of the
+    120 training scenes validate (12 by default). Pass ``split_file`` for a specific list.
     """
 
     dataset = "gid"
@@ -76,13 +76,13 @@ class GID(FolderSceneSet):
         variant: str = "rgb",
         folder: str = "Large-scale Classification_5classes",
         label_dir: str = "label_5classes",
-        val_scenes: int = 30,
+        test_scenes: int = 30,
         **protocol,
     ) -> None:
         super().__init__(root, **protocol)
         if variant not in self.VARIANTS:
             raise ConfigError(f"gid: variant={variant!r}; expected one of {', '.join(self.VARIANTS)}")
-        self.variant, self.folder, self.label_dir, self.val_scenes = variant, folder, label_dir, int(val_scenes)
+        self.variant, self.folder, self.label_dir, self.test_scenes = variant, folder, label_dir, int(test_scenes)
 
     def _discover(self) -> list[Record]:
         base = self.root / self.folder
@@ -93,11 +93,10 @@ class GID(FolderSceneSet):
 
     def split_ids(self, table: str) -> dict[str, list[str]]:
         ids = [r.id for r in self.records()]
-        if ids and len(ids) <= self.val_scenes:
-            raise DataError(f"gid: only {len(ids)} scenes found under {self.root / self.folder}, fewer than val_scenes={self.val_scenes} + 1")
-        parts = _seeded_split(ids, {"val": self.val_scenes}, self.split_seed)
-        parts["test"] = parts["val"]
-        return parts
+        if ids and len(ids) <= self.test_scenes:
+            raise DataError(f"gid: only {len(ids)} scenes found under {self.root / self.folder}, fewer than "
+                            f"test_scenes={self.test_scenes} + 1")
+        return {"val": [], **_seeded_split(ids, {"test": self.test_scenes}, self.split_seed)}
 
 
 class Massachusetts(FolderSceneSet):

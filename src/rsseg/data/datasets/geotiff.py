@@ -7,7 +7,6 @@ from pathlib import Path
 
 from rsseg.data.datasets.base import SPLITS, Record
 from rsseg.data.datasets.folders import FolderSceneSet
-from rsseg.data.raster import Scene
 from rsseg.errors import ConfigError, DataError
 
 
@@ -76,8 +75,9 @@ class GeoTiffScenes(FolderSceneSet):
 
         return {name: [resolve(e) for e in self.splits.get(name, [])] for name in SPLITS}
 
-    def _assign(self) -> dict[str, list[Scene]]:
+    def tiles_by_default(self) -> bool:
         # A folder without explicit lists or a split file has no "standard" split: use the random tile split.
-        if self._assignments is None and self.split_file is None and self.split_name == "standard" and not self.splits:
-            self._assignments = self._random_tiles()
-        return super()._assign()
+        return self.split_name == "standard" and not self.splits
+
+    def split_origin(self) -> str:
+        return "data.scenes.splits" if self.splits and self.split_file is None else super().split_origin()

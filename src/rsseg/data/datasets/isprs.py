@@ -60,7 +60,7 @@ class Vaihingen(SceneSet):
         if table == "geoseg":
             val = [f"area{n}" for n in self.GEOSEG_VAL]
             return {"train": [f"area{n}" for n in self.TRAIN if n not in self.GEOSEG_VAL], "val": val, "test": test}
-        return {"train": [f"area{n}" for n in self.TRAIN], "val": test, "test": test}
+        return {"train": [f"area{n}" for n in self.TRAIN], "val": [], "test": test}
 
 
 class Potsdam(SceneSet):
@@ -122,4 +122,4 @@ class Potsdam(SceneSet):
         if table == "geoseg":
             drop = (*self.GEOSEG_VAL, *self.GEOSEG_EXCLUDED)
             return {"train": [t for t in self.TRAIN if t not in drop], "val": list(self.GEOSEG_VAL), "test": test}
-        return {"train": list(self.TRAIN), "val": test, "test": test}
+        return {"train": list(self.TRAIN), "val": [], "test": test}
