@@ -38,9 +38,10 @@ def mask_of(source, row, col):
 def test_ricap_every_stitched_mask_pixel_equals_its_source_pixel(seed):
     torch.manual_seed(seed)
     batch = identity_batch()
-    ricap = RICAP(beta=0.3)
+    ricap = RICAP(beta=0.3, stitched_fraction=1.0)  # every window stitched
     out = ricap(batch)
     assert out["image"].shape == batch["image"].shape and out["mask"].shape == batch["mask"].shape
+    assert torch.equal(ricap.last["stitched"], torch.arange(4))
     source, row, col = decode(out["image"][:, 0])
     assert torch.equal(out["mask"], mask_of(source, row, col))
     # Four crops: each quadrant of each output window is one contiguous crop of one source window.
@@ -63,10 +64,55 @@ def test_ricap_mixes_several_sources_and_keeps_other_keys():
     for _ in range(20):
         batch = identity_batch()
         batch["name"] = "kept"
-        out = RICAP(beta=0.3)(batch)
+        out = RICAP(beta=0.3, stitched_fraction=1.0)(batch)
         sources.add(len(decode(out["image"][0, 0])[0].unique()))
         assert out["name"] == "kept"
     assert max(sources) >= 2
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_ricap_default_stitches_half_of_the_batch_and_keeps_the_rest(seed):
+    """Seed 001, eq. 5: originals and stitched images 1:1. B=8 -> 4 stitched windows, 4 untouched originals."""
+    torch.manual_seed(seed)
+    batch = identity_batch(8)
+    ricap = RICAP()
+    assert ricap.stitched_fraction == 0.5
+    out = ricap(batch)
+    assert out["image"].shape == batch["image"].shape and out["mask"].shape == batch["mask"].shape
+    stitched = ricap.last["stitched"]
+    assert len(stitched) == 4 and len(set(stitched.tolist())) == 4
+    kept = sorted(set(range(8)) - set(stitched.tolist()))
+    assert torch.equal(out["image"][kept], batch["image"][kept])  # bit-identical originals
+    assert torch.equal(out["mask"][kept], batch["mask"][kept])
+    assert out["image"][kept].dtype == batch["image"].dtype and out["mask"].dtype == batch["mask"].dtype
+    source, row, col = decode(out["image"][:, 0])
+    assert torch.equal(out["mask"], mask_of(source, row, col))  # every pixel, stitched or kept, is its source's
+    h, w = ricap.last["cut"]
+    quadrants = [(slice(0, h), slice(0, w)), (slice(0, h), slice(w, None)),
+                 (slice(h, None), slice(0, w)), (slice(h, None), slice(w, None))]
+    for k, (rows, cols) in enumerate(quadrants):
+        order, y, x = ricap.last["sources"][k]
+        assert len(order) == 4
+        part_s, part_r, part_c = source[stitched, rows, cols], row[stitched, rows, cols], col[stitched, rows, cols]
+        if part_s.numel() == 0:
+            continue
+        assert torch.equal(part_s, order.view(-1, 1, 1).expand_as(part_s))
+        assert torch.equal(part_r[:, :, 0], (torch.arange(part_r.shape[1]) + y).expand(part_r.shape[0], -1))
+        assert torch.equal(part_c[:, 0, :], (torch.arange(part_c.shape[2]) + x).expand(part_c.shape[0], -1))
+    assert batch["image"].equal(identity_batch(8)["image"])  # the input batch itself is not modified
+
+
+def test_ricap_stitched_count_rounds_and_is_validated():
+    assert [RICAP().num_stitched(b) for b in (1, 2, 3, 8, 10)] == [1, 1, 2, 4, 5]
+    assert RICAP(stitched_fraction=0.1).num_stitched(4) == 1  # at least one
+    assert RICAP(stitched_fraction=1.0).num_stitched(7) == 7
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="stitched_fraction"):
+            RICAP(stitched_fraction=bad)
+    with pytest.raises(TypeError):
+        RICAP(p=1.0)  # the old all-or-nothing probability is gone
+    ricap = instantiate(compose_config("train", ["aug=ricap"]).aug)
+    assert (ricap.beta, ricap.stitched_fraction) == (0.3, 0.5)
 
 
 def test_flip_rotate_draws_every_dihedral_map_and_keeps_image_and_mask_aligned():

@@ -18,12 +18,14 @@ from rsseg.models.profile import count_gflops, model_size
 from rsseg.models.upsample import SubPixelUpsample
 
 # (classes to build with, exact parameter count or None, MiB figure or None).
-# Exact counts: reference/MODELS_AND_DATA.md A.4-A.5; MiB: the MST-DeepLabv3+ paper, Tables 8-9.
+# Exact counts: reference/MODELS_AND_DATA.md A.4-A.5; MiB: the MST-DeepLabv3+ paper, Tables 8-9. The two
+# sub-pixel DeepLab counts are rsseg's own (seed 001 gives none).
 PARITY = {
     "mst_deeplab": (6, 6_019_094, 22.96),
     "deeplabv3plus": (6, 54_709_702, 208.70),
     "deeplabv3plus_mobilenetv2": (6, 5_814_294, 22.18),
-    "deeplab_subpixel": (6, None, None),
+    "deeplab_subpixel": (6, 65_771_584, 250.90),
+    "deeplab_subpixel_skip": (6, 63_756_592, 243.21),
     "unet": (6, 24_891_462, 94.95),
     "pspnet": (6, 68_062_156, 259.64),
     "segnet": (11, 29_449_355, None),
@@ -197,6 +199,41 @@ def test_deeplab_subpixel_is_resnet101_spp_1_6_12_18():
     assert list(cfg.model.aspp.rates) == [1, 6, 12, 18]
     assert cfg.model.encoder.depth == 101
     assert cfg.model.upsample._target_.endswith("SubPixelUpsample")
+    # Seed 001, section 3.4 / figure 2: SPP -> one sub-pixel up-sampling by the output stride, no low-level skip.
+    assert cfg.model.decoder is None
+    torch.manual_seed(0)
+    model = build_model("deeplab_subpixel", num_classes=6, in_channels=3, pretrained=None).eval()
+    assert model.decoder is None and model.low_index is None
+    assert isinstance(model.upsample, SubPixelUpsample) and model.upsample.scale == model.encoder.output_stride == 16
+    assert model.upsample.conv.out_channels == 6 * 16**2
+    assert model_size(model)[0] == 65_771_584
+    with torch.no_grad():
+        features = model.aspp(model.encoder(torch.randn(1, 3, 64, 64))[-1])
+        assert features.shape[-2:] == (4, 4)
+        # The pixel shuffle itself lands on 64 x 64: no bilinear resize after it.
+        assert model.upsample.shuffle(model.upsample.conv(features)).shape == (1, 6, 64, 64)
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 6, 64, 64)
+    del model
+
+
+def test_deeplab_subpixel_skip_is_the_decoder_variant():
+    cfg = compose_model_config("deeplab_subpixel_skip")
+    base = compose_model_config("deeplab_subpixel")
+    assert list(cfg.model.aspp.rates) == [1, 6, 12, 18] and cfg.model.encoder.depth == 101
+    assert cfg.model.upsample._target_.endswith("SubPixelUpsample")
+    assert dict(cfg.model.decoder) == {"low_projection": 48, "channels": 256, "dropouts": [0.5, 0.1]}
+    assert cfg.model.low_level_reduction == 4
+    def rest(model_cfg):  # everything but the decoder: the same ResNet-101, SPP and sub-pixel up-sampler
+        return {k: v for k, v in model_cfg.items() if k not in ("decoder", "low_level_reduction")}
+
+    assert rest(cfg.model) == rest(base.model)
+    torch.manual_seed(0)
+    model = build_model("deeplab_subpixel_skip", num_classes=6, in_channels=3, pretrained=None).eval()
+    assert model.decoder is not None and model.upsample.scale == 4
+    assert model_size(model)[0] == 63_756_592
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 6, 64, 64)
+    del model
 
 
 def test_padding_wrapper_reflects_and_falls_back_to_zeros():

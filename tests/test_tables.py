@@ -130,7 +130,7 @@ def test_ablation_table_in_paper_order_with_marks_mean_std_and_provenance(tmp_pa
 
     for text in (markdown, (out / "mst_ablation-synthetic-smoke.tex").read_text(),
                  (out / "mst_ablation-synthetic-smoke.csv").read_text()):
-        assert f"written by: rsseg tables {sweep} --bootstrap 0 --no-figures" in text
+        assert f"written by: rsseg tables {sweep} --bootstrap 0\n" in text.replace("  \n", "\n")
         assert f"trained by: {SWEEP_COMMAND}" in text
         assert f"runs at commit: {COMMIT}" in text
         assert "scale: smoke -- REDUCED BUDGET" in text
@@ -173,12 +173,13 @@ def test_bootstrap_interval_equals_the_hand_computed_case(tmp_path, capsys):
     write_run(tmp_path / "run", [SCENE_A, SCENE_B])
     assert tables(tmp_path / "run", "--no-figures", "--format", "md,csv", "--bootstrap", "1000", "--seed", "3") == 0
     rows = table_lines((tmp_path / "run" / "tables" / "comparison-synthetic-smoke.md").read_text())
-    assert rows[0][:2] == ["deeplabv3plus", "58.33 [41.07, 77.50]"]
+    assert rows[0][:2] == ["deeplabv3plus", "58.33 [41.07, 77.50]§"]  # one seed: scenes only, marked
     data = read_csv(tmp_path / "run" / "tables" / "comparison-synthetic-smoke.csv")[0]
     assert float(data["miou:low"]) == pytest.approx(100 * (0.25 + 4 / 7) / 2, abs=1e-4)
     assert float(data["miou:high"]) == pytest.approx(77.5, abs=1e-4)
-    assert "95 % bootstrap percentile interval over the evaluation scenes (1000 resamples, seed 3)" in \
-        capsys.readouterr().out
+    assert ("95 % percentile interval of a two-level bootstrap: the row's seeds with replacement, then the "
+            "evaluation scenes with replacement, the same draws for every row (1000 resamples, seed 3); "
+            "§ = one seed, the interval resamples the scenes only") in capsys.readouterr().out
 
 
 def numpy_miou(confusion: np.ndarray) -> float:
@@ -203,13 +204,15 @@ def test_bootstrap_over_seeds_and_paired_difference_agree_with_numpy(tmp_path):
     rows = {r["row"]: r for r in read_csv(tmp_path / "tables" / "mst_ablation-synthetic-smoke.csv")}
     shown = table_lines((tmp_path / "tables" / "mst_ablation-synthetic-smoke.md").read_text())
 
-    # The same computation, written independently: draw scene indices, sum, mIoU, mean over seeds, percentiles.
+    # The same computation, written independently: draw seeds (stream seed + 1), draw scene indices (stream
+    # seed), sum each drawn seed's drawn scenes, mIoU, mean over the drawn seeds, percentiles.
     draws = np.random.default_rng(11).integers(0, 3, size=(400, 3))
+    seed_draws = np.random.default_rng(12).integers(0, 2, size=(400, 2))
     replicates = {}
     for name, confusions in scenes.items():
-        per_seed = [[numpy_miou(sum(confusions[i] + seed * np.eye(2) for i in draw)) for draw in draws]
-                    for seed in (0, 1)]
-        replicates[name] = 100 * np.mean(per_seed, axis=0)
+        per_seed = np.array([[numpy_miou(sum(confusions[i] + seed * np.eye(2) for i in draw)) for draw in draws]
+                             for seed in (0, 1)])
+        replicates[name] = 100 * np.array([per_seed[seeds, b].mean() for b, seeds in enumerate(seed_draws)])
         low, high = np.percentile(replicates[name], [2.5, 97.5])
         assert float(rows[name]["miou:low"]) == pytest.approx(low, abs=1e-4)
         assert float(rows[name]["miou:high"]) == pytest.approx(high, abs=1e-4)
@@ -226,6 +229,55 @@ def test_bootstrap_over_seeds_and_paired_difference_agree_with_numpy(tmp_path):
     # One scene better, one worse: the paired interval straddles 0.
     assert rows["c"]["delta:miou:significant"] == "false"
     assert float(rows["c"]["delta:miou:low"]) < 0 < float(rows["c"]["delta:miou:high"])
+
+
+def test_a_dataset_the_paper_did_not_use_has_no_paper_column_but_the_papers_steps(tmp_path):
+    spec = {**ABLATION, "direction_from": "vaihingen", "per_class": [],
+            "paper": {"vaihingen": {"note": "Table 8", "rows": {"xception": {"miou": 68.62}, "mobilenetv2": {"miou": 64.26},
+                                                                 "mobilenetv2_se": {"miou": 69.61}, "mst_deeplab": {"miou": 82.47}}}}}
+    for name in ABLATION["rows"]:
+        write_run(tmp_path / name, [SCENE_A], row=row_of(name), table=spec)
+    # One row's checkpoint was chosen on the test split: marked in the table and the CSV.
+    chosen = tmp_path / "mst_deeplab" / "results.json"
+    chosen.write_text(json.dumps({**json.loads(chosen.read_text()), "selection": {"split": "test"}}))
+    for name in ("xception", "mobilenetv2", "mobilenetv2_se"):
+        path = tmp_path / name / "results.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "selection": {"split": "val"}}))
+    assert tables(tmp_path, "--no-figures", "--format", "md,csv", "--bootstrap", "0") == 0
+    markdown = (tmp_path / "tables" / "mst_ablation-synthetic-smoke.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| Model"))
+    assert "(paper) |" not in header and header.endswith("| Δ mIoU (paper, vaihingen) |")
+    assert "- no paper column: Wang et al. 2024, Table 8 reports no results on synthetic (it reports vaihingen)" in markdown
+    steps = [row[-1] for row in table_lines(markdown)]
+    assert steps == ["", "-4.36", "+5.35", "+12.86"]
+    assert table_lines(markdown)[3][0] == "MST-DeepLabv3+ ‡"
+    assert "- ‡: the checkpoint was chosen on the test split (protocol.select_on=test)" in markdown
+    rows = read_csv(tmp_path / "tables" / "mst_ablation-synthetic-smoke.csv")
+    assert [r["selected_on"] for r in rows] == ["val", "val", "val", "test"]
+    assert float(rows[3]["delta:miou:paper"]) == pytest.approx(12.86)
+
+
+def test_bca_interval_agrees_with_scipy_on_one_seed(tmp_path):
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(2)
+    confusions = [rng.integers(1, 30, (2, 2)) + np.diag(rng.integers(0, 60, 2)) for _ in range(6)]
+    write_run(tmp_path / "run", [c.tolist() for c in confusions])
+    assert tables(tmp_path / "run", "--no-figures", "--format", "csv", "--bootstrap", "20000", "--interval", "bca") == 0
+    row = read_csv(tmp_path / "run" / "tables" / "comparison-synthetic-smoke.csv")[0]
+    stacked = np.asarray(confusions, dtype=float)
+
+    def interval(method: str, state: int):
+        return bootstrap((np.arange(6),), lambda idx: 100 * numpy_miou(stacked[idx].sum(0)), vectorized=False,
+                         n_resamples=20000, method=method, random_state=state).confidence_interval
+
+    # Six scenes make a lumpy bootstrap distribution: scipy's own bounds move by up to 0.4 points between random
+    # states, so ours is compared with the median of four of them.
+    bca = [interval("BCa", state) for state in range(4)]
+    assert float(row["miou:low"]) == pytest.approx(np.median([b.low for b in bca]), abs=0.4)
+    assert float(row["miou:high"]) == pytest.approx(np.median([b.high for b in bca]), abs=0.4)
+    percentile = interval("percentile", 0)
+    assert abs(np.median([b.low for b in bca]) - percentile.low) > 1.0  # skewed enough for BCa to move the bounds
 
 
 def test_comparison_with_positive_class_shows_missing_rows(tmp_path):
@@ -351,6 +403,20 @@ def test_bad_option_is_one_line_too(tmp_path, capsys):
     assert not (tmp_path / "tables").exists()
 
 
+def pdf_info(pdf: bytes, key: str) -> str:
+    """A text entry of a PDF's document information (a hex UTF-16 string or a literal string)."""
+    import re
+
+    match = re.search(rb"/" + key.encode() + rb" (<[0-9A-Fa-f]+>|\((?:\\.|[^\\)])*\))", pdf)
+    raw = match.group(1)
+    if raw.startswith(b"<"):
+        return bytes.fromhex(raw[1:-1].decode()).decode("utf-16")
+    escapes = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
+    text = re.sub(rb"\\([0-7]{1,3}|.)", lambda m: bytes([int(m.group(1), 8)]) if m.group(1)[:1].isdigit()
+                  else escapes.get(m.group(1), m.group(1)), raw[1:-1], flags=re.S)
+    return text.decode("utf-16") if text.startswith(b"\xfe\xff") else text.decode("latin-1")
+
+
 def test_figures_are_written_as_png_and_pdf(tmp_path, cache_dir, capsys):
     from PIL import Image
 
@@ -364,17 +430,30 @@ def test_figures_are_written_as_png_and_pdf(tmp_path, cache_dir, capsys):
         checkpoint = None
         if model != "fcn8s":  # a row without its checkpoint is left out of the prediction grid
             checkpoint = str(write_checkpoint(tmp_path / f"{model}.ckpt", conv_model_config(3, 6), data, seed=index))
-        write_run(tmp_path / "sweep" / str(index), [scene, scene], model=model, classes=classes, data=data,
-                  checkpoint=checkpoint, overrides=[f"model={model}"])
+        run = write_run(tmp_path / "sweep" / str(index), [scene, scene], model=model, classes=classes, data=data,
+                        checkpoint=checkpoint, overrides=[f"model={model}"])
+        if model != "fcn8s":  # the CSV log Lightning writes beside results.json: validation every 4 steps
+            log = run.parent / "csv" / "version_0" / "metrics.csv"
+            log.parent.mkdir(parents=True)
+            log.write_text("epoch,step,train/loss_step,val/miou\n0,3,0.9,\n0,3,,0.25\n1,7,0.7,\n1,7,,0.5\n")
     assert tables(tmp_path / "sweep", "--figure-tiles", "2", "--bootstrap", "50") == 0
     figures = tmp_path / "sweep" / "tables" / "figures"
     stems = ["comparison-synthetic-smoke-iou", "comparison-synthetic-smoke-predictions",
+             "comparison-synthetic-smoke-validation_curves",
              *(f"comparison-synthetic-smoke-confusion-{m}-seed0" for m in ("unet", "segnet", "fcn8s"))]
-    assert sorted(p.name for p in figures.iterdir()) == sorted(f"{s}.{e}" for s in stems for e in ("png", "pdf"))
-    assert all(p.stat().st_size > 1000 for p in figures.iterdir())
+    assert sorted(p.name for p in figures.iterdir()) == sorted(f"{s}.{e}" for s in stems for e in ("png", "pdf", "txt"))
+    assert all(p.stat().st_size > 1000 for p in figures.iterdir() if p.suffix != ".txt")
     assert all(p.read_bytes().startswith(b"%PDF") for p in figures.glob("*.pdf"))
+    # Provenance travels with every figure: in its caption file, its PNG text chunks and its PDF metadata.
+    caption = (figures / "comparison-synthetic-smoke-iou.txt").read_text().splitlines()
+    assert caption[0].startswith("Comparison: per-class IoU (synthetic, scale smoke")
+    assert caption[1] == f"written by: rsseg tables {tmp_path / 'sweep'} --bootstrap 50"
+    assert f"runs at commit: {COMMIT} (rsseg 0.1.0)" in caption
+    png_text = Image.open(figures / "comparison-synthetic-smoke-iou.png").text
+    assert png_text["Description"] == "\n".join(caption) and png_text["Software"].startswith("rsseg ")
+    assert pdf_info((figures / "comparison-synthetic-smoke-iou.pdf").read_bytes(), "Subject") == "\n".join(caption)
     grid = np.asarray(Image.open(figures / "comparison-synthetic-smoke-predictions.png").convert("RGB"))
     assert grid.shape[1] > grid.shape[0] and grid.std() > 20  # 2 tiles x (image, label, 2 predictions)
     err = capsys.readouterr().err
     assert "row fcn8s has no checkpoint (None); left out of the prediction grid" in err
-    assert "wrote 6 table files and 10 figure files" in err
+    assert "wrote 6 table files and 18 figure files" in err

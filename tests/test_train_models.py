@@ -6,7 +6,7 @@ from rsseg.models.hub import NAMED_MODELS
 from rsseg.training.train import train
 
 # The biggest models (over 60 M parameters) take 20-45 s each here: they run with `-m slow`.
-HEAVY = {"deconvnet", "deconvnet_skip", "deeplab_subpixel", "fcn32s", "fcn8s", "pspnet"}
+HEAVY = {"deconvnet", "deconvnet_skip", "deeplab_subpixel", "deeplab_subpixel_skip", "fcn32s", "fcn8s", "pspnet"}
 
 
 @pytest.mark.parametrize(

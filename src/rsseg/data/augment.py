@@ -133,44 +133,69 @@ class Photometric:
 class RICAP:
     """Random image cropping and patching (Takahashi et al.), the crop-and-stitch augmentation of seed 001.
 
-    Batch-level: a cut point ``(w, h)`` is drawn from ``Beta(beta, beta)`` times the tile size; four crops of
-    sizes ``h x w``, ``h x (W-w)``, ``(H-h) x w`` and ``(H-h) x (W-w)``, each from a randomly permuted batch at
-    a random offset, are stitched into a new batch of the same size. Masks are cropped and stitched identically
-    (for segmentation no label mixing weights are needed). The datamodule applies it to training batches after
-    they reach the device (``on_after_batch_transfer``).
+    Seed 001 (section 3.2, eq. 5) trains on the original windows and an equal number of stitched ones mixed
+    1:1 (D~ = D + Dm: 6,422 + 6,422 = 12,844 images). Here that mix is drawn per training batch: of its ``B``
+    windows, exactly ``round(stitched_fraction * B)`` (at least one) at randomly chosen positions are replaced by
+    stitched images; the others stay the original windows, untouched. ``stitched_fraction=0.5`` is the paper's
+    1:1, ``1.0`` stitches every window.
+
+    Each stitched window: a cut point ``(w, h)`` is drawn from ``Beta(beta, beta)`` times the tile size (one per
+    batch); four crops of sizes ``h x w``, ``h x (W-w)``, ``(H-h) x w`` and ``(H-h) x (W-w)``, each from a
+    randomly permuted set of the batch's windows at a random offset, are stitched into a window of the same
+    size. Masks are cropped and stitched identically (for segmentation no label mixing weights are needed). The
+    datamodule applies it to training batches after they reach the device (``on_after_batch_transfer``).
+    Random draws use torch's global RNG. ``last`` records the latest batch for inspection: ``cut`` ``(h, w)``,
+    ``stitched`` (the batch positions replaced, ascending) and ``sources`` (per quadrant ``(order, y, x)``:
+    ``order[i]`` is the source window of stitched position ``stitched[i]``).
     """
 
     batch_level = True
 
-    def __init__(self, beta: float = 0.3, p: float = 1.0) -> None:
+    def __init__(self, beta: float = 0.3, stitched_fraction: float = 0.5) -> None:
         if beta <= 0:
             raise ValueError(f"beta must be positive, got {beta}")
+        stitched_fraction = float(stitched_fraction)
+        if not 0 < stitched_fraction <= 1:
+            raise ValueError(f"stitched_fraction must be in (0, 1] (the share of each training batch's windows "
+                             f"replaced by stitched images), got {stitched_fraction}")
         self.beta = float(beta)
-        self.p = float(p)
+        self.stitched_fraction = stitched_fraction
+
+    def num_stitched(self, batch_size: int) -> int:
+        """How many of ``batch_size`` windows are stitched: ``round(stitched_fraction * B)``, at least one."""
+        return min(batch_size, max(1, int(round(self.stitched_fraction * batch_size))))
 
     def __call__(self, batch: dict) -> dict:
-        if self.p < 1 and float(torch.rand(())) >= self.p:
-            return batch
         image, mask = batch["image"], batch["mask"]
         size_b, height, width = image.shape[0], image.shape[-2], image.shape[-1]
+        count = self.num_stitched(size_b)
         beta = torch.distributions.Beta(torch.tensor(self.beta), torch.tensor(self.beta))
         w, h = int(round(width * float(beta.sample()))), int(round(height * float(beta.sample())))
+        if count == size_b:
+            stitched = torch.arange(size_b)
+        else:
+            stitched = torch.randperm(size_b)[:count].sort().values
         widths, heights = (w, width - w, w, width - w), (h, h, height - h, height - h)
         image_crops, mask_crops, sources = [], [], []
         for k in range(4):
-            order = torch.randperm(size_b)
+            order = torch.randperm(size_b)[:count]
             x = int(torch.randint(0, width - widths[k] + 1, ()))
             y = int(torch.randint(0, height - heights[k] + 1, ()))
             index = order.to(image.device)
             image_crops.append(image[index][..., y : y + heights[k], x : x + widths[k]])
             mask_crops.append(mask[index][..., y : y + heights[k], x : x + widths[k]])
             sources.append((order, y, x))
+        new_image = torch.cat([torch.cat(image_crops[:2], dim=-1), torch.cat(image_crops[2:], dim=-1)], dim=-2)
+        new_mask = torch.cat([torch.cat(mask_crops[:2], dim=-1), torch.cat(mask_crops[2:], dim=-1)], dim=-2)
         out = dict(batch)
-        out["image"] = torch.cat(
-            [torch.cat(image_crops[:2], dim=-1), torch.cat(image_crops[2:], dim=-1)], dim=-2
-        )
-        out["mask"] = torch.cat([torch.cat(mask_crops[:2], dim=-1), torch.cat(mask_crops[2:], dim=-1)], dim=-2)
-        self.last = {"cut": (h, w), "sources": sources}  # for inspection and tests
+        if count == size_b:
+            out["image"], out["mask"] = new_image, new_mask
+        else:
+            positions = stitched.to(image.device)
+            out["image"], out["mask"] = image.clone(), mask.clone()
+            out["image"][positions] = new_image
+            out["mask"][positions] = new_mask
+        self.last = {"cut": (h, w), "stitched": stitched, "sources": sources}  # for inspection and tests
         return out
 
 

@@ -19,6 +19,7 @@ NAMED_MODELS = (
     "deeplabv3plus",
     "deeplabv3plus_mobilenetv2",
     "deeplab_subpixel",
+    "deeplab_subpixel_skip",
     "unet",
     "pspnet",
     "segnet",

@@ -1,5 +1,6 @@
 """Statistics of a cell: the mean and standard deviation over seeds (:class:`Estimate`), a row's difference to
-the row above (:class:`Delta`), and the percentile bootstrap over evaluation scenes (:class:`SceneBootstrap`)."""
+the row above (:class:`Delta`), and the two-level bootstrap over seeds and evaluation scenes
+(:class:`SeedSceneBootstrap`) with percentile or BCa intervals."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Estimate:
     n: int
     low: float | None = None
     high: float | None = None
+    scenes_only: bool = False  # one seed: the interval resamples the scenes alone
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Delta:
     diff: float
     low: float
     high: float
+    scenes_only: bool = False
 
     @property
     def significant(self) -> bool:
@@ -68,27 +71,61 @@ def percentile_interval(replicates: np.ndarray) -> tuple[float, float] | None:
     return float(low), float(high)
 
 
-class SceneBootstrap:
-    """95 % percentile bootstrap intervals over the evaluation scenes of the reported split.
+def bca_interval(replicates: np.ndarray, observed: float, jackknife: np.ndarray) -> tuple[float, float] | None:
+    """Efron's bias-corrected and accelerated interval: the percentiles of the replicates moved by the bias
+    ``z0`` (the share of replicates below the observed value) and the acceleration ``a`` (the skew of the
+    leave-one-scene-out values ``jackknife``). Falls back to the percentile interval where either is undefined."""
+    from scipy.stats import norm
 
-    A test set of a few scenes gives a number whose uncertainty seeds alone do not show: another draw of scenes
-    from the same area would score differently. Each resample draws the split's scenes with replacement
-    (:func:`resample_weights`; one draw per resample shared by every seed and every row, so rows are compared on
-    the same scenes), sums the drawn scenes' confusion matrices (``results.json`` ``scenes.<split>``) and
-    computes the metric from the sum with :func:`rsseg.metrics.metrics_from_confusion`, the function training
-    reports with; with several seeds the metric is averaged over the seeds inside each resample. The interval is
-    the 2.5th to 97.5th percentile of the resampled values. The difference of a row to the row above is
-    bootstrapped the same way (paired: the same resamples on both rows); it is significant at 95 % when its
-    interval excludes 0. Our own code, since torchmetrics' ``BootStrapper`` resamples the samples of a metric
-    update rather than whole scenes shared by several models. Only metrics derived from the confusion matrix get
-    intervals (not sizes).
+    finite = replicates[np.isfinite(replicates)]
+    jack = jackknife[np.isfinite(jackknife)]
+    if finite.size == 0 or not math.isfinite(observed):
+        return None
+    share = (np.sum(finite < observed) + 0.5 * np.sum(finite == observed)) / finite.size
+    spread = jack.mean() - jack if jack.size >= 2 else np.zeros(1)
+    denominator = 6 * np.sum(spread**2) ** 1.5
+    if not 0 < share < 1 or denominator == 0:
+        return percentile_interval(finite)
+    z0, a = norm.ppf(share), float(np.sum(spread**3) / denominator)
+    bounds = []
+    for alpha in (CONFIDENCE[0] / 100, CONFIDENCE[1] / 100):
+        z = z0 + norm.ppf(alpha)
+        bounds.append(100 * float(norm.cdf(z0 + z / (1 - a * z))))
+    low, high = np.percentile(finite, bounds)
+    return float(low), float(high)
+
+
+class SeedSceneBootstrap:
+    """95 % intervals from a two-level bootstrap over a row's seeds and the evaluation scenes of the reported split.
+
+    A number from three seeds on seven test scenes varies with both: another seed trains another model, another
+    draw of scenes from the same area scores it differently. Each resample first draws the row's seeds with
+    replacement, then the split's scenes with replacement (:func:`resample_weights`), sums each drawn seed's
+    drawn scenes' confusion matrices (``results.json`` ``scenes.<split>``), computes the metric from the sum
+    with :func:`rsseg.metrics.metrics_from_confusion` (the function training reports with) and averages it
+    over the drawn seeds. Every row uses the same scene draws, and rows with the same number of seeds the same
+    seed draws, so the difference of a row to the row above is paired; it is significant at 95 % when its
+    interval excludes 0. A row with one seed gets a scene-only interval (``scenes_only``).
+
+    ``method="percentile"``: the 2.5th to 97.5th percentile of the resampled values; ``"bca"``: Efron's BCa
+    interval (:func:`bca_interval`, acceleration from leaving one scene out), which corrects the skew that a
+    handful of scenes gives a percentile interval. Our own code: torchmetrics' ``BootStrapper`` resamples the
+    samples of one metric update, not seeds and whole scenes shared by several models. Only metrics derived
+    from the confusion matrix get intervals (not sizes).
     """
 
-    def __init__(self, resamples: int, seed: int, class_names: Sequence[str], exclude_from_mean: Sequence) -> None:
-        self.resamples, self.seed = int(resamples), int(seed)
+    METHODS = ("percentile", "bca")
+
+    def __init__(self, resamples: int, seed: int, class_names: Sequence[str], exclude_from_mean: Sequence,
+                 method: str = "percentile") -> None:
+        if method not in self.METHODS:
+            raise ValueError(f"interval method {method!r}; expected one of {', '.join(self.METHODS)}")
+        self.resamples, self.seed, self.method = int(resamples), int(seed), method
         self.class_names, self.exclude = list(class_names), list(exclude_from_mean)
         self._weights: dict[tuple[str, ...], np.ndarray] = {}
+        self._seed_weights: dict[int, np.ndarray] = {}
         self._replicates: dict[tuple[Path, str], dict[str, np.ndarray]] = {}
+        self._jackknife: dict[tuple[Path, str], dict[str, np.ndarray]] = {}
 
     @staticmethod
     def scene_names(run: RunRecord, split: str) -> tuple[str, ...] | None:
@@ -103,34 +140,81 @@ class SceneBootstrap:
             self._weights[names] = resample_weights(len(names), self.resamples, self.seed)
         return self._weights[names]
 
+    def seed_weights(self, n_seeds: int) -> np.ndarray:
+        """How often each of ``n_seeds`` seeds is drawn in each resample (a stream of its own, from seed + 1)."""
+        if n_seeds not in self._seed_weights:
+            self._seed_weights[n_seeds] = resample_weights(n_seeds, self.resamples, self.seed + 1)
+        return self._seed_weights[n_seeds]
+
+    def _metrics(self, totals: np.ndarray) -> dict[str, np.ndarray]:
+        from rsseg.metrics import metrics_from_confusion
+
+        computed = [metrics_from_confusion(total, self.class_names, self.exclude) for total in totals]
+        keys = [*SUMMARY_METRICS, *(f"per_class.{m}.{c}" for m in PER_CLASS_METRICS for c in self.class_names)]
+        return {k: np.array([metric_value(m, k) for m in computed]) for k in keys}
+
+    def _confusions(self, run: RunRecord, split: str) -> np.ndarray:
+        return np.asarray([s["confusion"] for s in run.scenes(split)], dtype=np.float64)
+
     def run_replicates(self, run: RunRecord, split: str) -> dict[str, np.ndarray]:
         """Every metric (``miou``, ``per_class.iou.road`` ...) of each resample's summed confusion, as arrays of
         fractions over the resamples (computed once per run and split)."""
-        from rsseg.metrics import metrics_from_confusion
-
         key = (run.path, split)
         if key not in self._replicates:
-            confusions = np.asarray([s["confusion"] for s in run.scenes(split)], dtype=np.float64)
-            totals = np.einsum("bs,skl->bkl", self.weights(self.scene_names(run, split)), confusions)
-            resampled = [metrics_from_confusion(total, self.class_names, self.exclude) for total in totals]
-            keys = [*SUMMARY_METRICS, *(f"per_class.{m}.{c}" for m in PER_CLASS_METRICS for c in self.class_names)]
-            self._replicates[key] = {k: np.array([metric_value(m, k) for m in resampled]) for k in keys}
+            totals = np.einsum("bs,skl->bkl", self.weights(self.scene_names(run, split)), self._confusions(run, split))
+            self._replicates[key] = self._metrics(totals)
         return self._replicates[key]
 
-    def row_replicates(self, row: Row, split: str, column: Column) -> np.ndarray | None:
-        """The column's value (in %) in each resample, averaged over the row's seeds; None without scenes."""
-        if not column.from_confusion or not row.runs:
-            return None
-        names = {self.scene_names(run, split) for run in row.runs}
-        if len(names) != 1 or None in names:
-            return None
+    def run_jackknife(self, run: RunRecord, split: str) -> dict[str, np.ndarray]:
+        """Every metric with each scene left out in turn (for BCa's acceleration)."""
+        key = (run.path, split)
+        if key not in self._jackknife:
+            confusions = self._confusions(run, split)
+            self._jackknife[key] = self._metrics(confusions.sum(0)[None] - confusions)
+        return self._jackknife[key]
+
+    def _per_seed(self, row: Row, split: str, column: Column, values) -> np.ndarray:
         missing = np.full(self.resamples, np.nan)  # a column of no class (no positive class in the data)
-        per_seed = np.array([self.run_replicates(run, split).get(column.key, missing) for run in row.runs])
+        return np.array([values(run, split).get(column.key, missing) for run in row.runs])
+
+    def usable(self, row: Row, split: str, column: Column) -> bool:
+        """Whether the row's runs were all scored on the same two or more scenes of ``split``."""
+        if not column.from_confusion or not row.runs:
+            return False
+        names = {self.scene_names(run, split) for run in row.runs}
+        return len(names) == 1 and None not in names
+
+    def row_replicates(self, row: Row, split: str, column: Column) -> np.ndarray | None:
+        """The column's value (in %) in each resample: drawn seeds' values on the drawn scenes, averaged."""
+        if not self.usable(row, split, column):
+            return None
+        per_seed = self._per_seed(row, split, column, self.run_replicates)  # [seeds, resamples]
+        draws = self.seed_weights(len(row.runs)).T  # [seeds, resamples], each column sums to the seed count
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from every seed of a resample
-            return 100 * np.nanmean(per_seed, axis=0)
+            warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from every drawn seed of a resample
+            present = np.isfinite(per_seed)
+            total = np.where(present, per_seed, 0) * draws
+            return 100 * total.sum(0) / (draws * present).sum(0)
+
+    def row_jackknife(self, row: Row, split: str, column: Column) -> np.ndarray:
+        """The row's seed-mean value (in %) with each scene left out."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return 100 * np.nanmean(self._per_seed(row, split, column, self.run_jackknife), axis=0)
+
+    def interval(self, replicates: np.ndarray, observed: float,
+                 jackknife: np.ndarray | None) -> tuple[float, float] | None:
+        if self.method == "bca" and jackknife is not None:
+            return bca_interval(replicates, observed, jackknife)
+        return percentile_interval(replicates)
 
     def comparable(self, first: Row, second: Row, split: str) -> bool:
         """Whether two rows were scored on the same scenes (so their resamples pair up)."""
         names = {self.scene_names(run, split) for run in first.runs + second.runs}
         return len(names) == 1 and None not in names
+
+    def describe(self) -> str:
+        kind = "BCa" if self.method == "bca" else "percentile"
+        return (f"95 % {kind} interval of a two-level bootstrap: the row's seeds with replacement, then the "
+                f"evaluation scenes with replacement, the same draws for every row ({self.resamples} resamples, "
+                f"seed {self.seed}); § = one seed, the interval resamples the scenes only")

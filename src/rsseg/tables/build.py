@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsseg.errors import ConfigError
-from rsseg.tables.bootstrap import Delta, Estimate, SceneBootstrap, percentile_interval, summarise
+from rsseg.tables.bootstrap import Delta, Estimate, SeedSceneBootstrap, summarise
 from rsseg.tables.columns import (
     CLASS_MEAN,
     PER_CLASS_METRICS,
@@ -50,11 +50,13 @@ class Table:
 
 @dataclass
 class TableOptions:
-    """The command line's choices: the split to report (None: the spec's), bootstrap resamples (0: none), seed."""
+    """The command line's choices: the split to report (None: the spec's), bootstrap resamples (0: none), seed,
+    and the interval method (percentile or bca)."""
 
     split: str | None = None
     bootstrap: int = 1000
     seed: int = 0
+    interval: str = "percentile"
 
 
 class GroupTables:
@@ -70,8 +72,8 @@ class GroupTables:
         self.row_splits = {row.name: self._row_split(row) for row in self.rows}
         self.bootstrap = None
         if options.bootstrap > 0 and self.class_names:
-            self.bootstrap = SceneBootstrap(options.bootstrap, options.seed, self.class_names,
-                                            group.exclude_from_mean)
+            self.bootstrap = SeedSceneBootstrap(options.bootstrap, options.seed, self.class_names,
+                                                group.exclude_from_mean, options.interval)
 
     def _row_split(self, row: Row) -> str:
         """The requested split, or val for a row whose runs lack it (a dataset without a test split)."""
@@ -106,8 +108,7 @@ class GroupTables:
         stats = "cells: mean ± sample standard deviation over the row's seeds (n), metrics in %"
         counts = [len(r.scenes(self.row_splits[row.name]) or []) for row in self.rows for r in row.runs]
         if self.bootstrap is not None and max(counts, default=0) >= 2:
-            stats += (f"; [low, high]: 95 % bootstrap percentile interval over the evaluation scenes "
-                      f"({self.options.bootstrap} resamples, seed {self.options.seed})")
+            stats += f"; [low, high]: {self.bootstrap.describe()}"
         notes.append(stats)
         if self.bootstrap is not None and counts and max(counts) == 0:
             notes.append("no intervals: the runs' results.json hold no per-scene confusion matrices (scenes)")
@@ -117,6 +118,10 @@ class GroupTables:
             notes.append(f"(paper): the paper's reported numbers, {self.paper.note or self.spec.get('source')}")
         elif with_paper and self.paper.missing:
             notes.append(self.paper.missing)
+        on_test = [r.name for r in self.rows if r.selected_on == "test"]
+        if on_test:
+            notes.append(f"‡: the checkpoint was chosen on the test split (protocol.select_on=test), as the papers "
+                         f"did: optimistic, not comparable with rows chosen on validation ({', '.join(on_test)})")
         for row in self.rows:
             if not row.in_spec and row.runs and self.spec.get("rows"):
                 notes.append(f"row {row.name} is not in the paper's table; shown after its rows")
@@ -128,7 +133,9 @@ class GroupTables:
         return notes + self.notes
 
     def _row_label(self, row: Row) -> str:
-        return f"{row.label} (missing)" if row.missing else row.label
+        if row.missing:
+            return f"{row.label} (missing)"
+        return f"{row.label} ‡" if row.selected_on == "test" else row.label
 
     def _estimate(self, row: Row, column: Column) -> Estimate | None:
         split = self.row_splits[row.name]
@@ -138,10 +145,15 @@ class GroupTables:
         if estimate is None or self.bootstrap is None:
             return estimate
         replicates = self.bootstrap.row_replicates(row, split, column)
-        interval = percentile_interval(replicates) if replicates is not None else None
+        if replicates is None:
+            return estimate
+        interval = self.bootstrap.interval(replicates, estimate.mean, self._jackknife(row, split, column))
         if interval is None:
             return estimate
-        return Estimate(estimate.mean, estimate.std, estimate.n, *interval)
+        return Estimate(estimate.mean, estimate.std, estimate.n, *interval, scenes_only=len(row.runs) == 1)
+
+    def _jackknife(self, row: Row, split: str, column: Column):
+        return self.bootstrap.row_jackknife(row, split, column) if self.bootstrap.method == "bca" else None
 
     def _deltas(self, column: Column) -> dict[str, Delta]:
         """Each row's paired-bootstrap difference to the nearest row above it that has runs."""
@@ -155,11 +167,17 @@ class GroupTables:
                     self.bootstrap.comparable(above, row, split):
                 ours = self.bootstrap.row_replicates(row, split, column)
                 theirs = self.bootstrap.row_replicates(above, split, column)
-                interval = percentile_interval(ours - theirs)
                 mean_ours = summarise([column.value(r, split) for r in row.runs])
                 mean_theirs = summarise([column.value(r, split) for r in above.runs])
-                if interval and mean_ours and mean_theirs:
-                    deltas[row.name] = Delta(mean_ours.mean - mean_theirs.mean, *interval)
+                if ours is not None and theirs is not None and mean_ours and mean_theirs:
+                    observed = mean_ours.mean - mean_theirs.mean
+                    jackknife = None
+                    if self.bootstrap.method == "bca":
+                        jackknife = self._jackknife(row, split, column) - self._jackknife(above, split, column)
+                    interval = self.bootstrap.interval(ours - theirs, observed, jackknife)
+                    if interval:
+                        one_seed = len(row.runs) == 1 or len(above.runs) == 1
+                        deltas[row.name] = Delta(observed, *interval, scenes_only=one_seed)
             above = row
         return deltas
 
@@ -184,7 +202,11 @@ class GroupTables:
         deltas = deltas or None  # no pair of rows scored on the same scenes: no column
         if deltas is not None:
             fields.append(Field(f"delta:{primary.key}", f"Δ {primary.label} vs above", "delta"))
-        fields.append(Field("split", "split", "text", csv_only=True))
+        steps, steps_from = self._paper_steps(layout, primary)
+        if steps:
+            fields.append(Field(f"delta:{primary.key}:paper", f"Δ {primary.label} (paper, {steps_from})", "paper",
+                                "signed"))
+        fields += [Field("split", "split", "text", csv_only=True), Field("selected_on", "selected on", "text", csv_only=True)]
 
         rows = []
         for row in self.rows:
@@ -197,7 +219,9 @@ class GroupTables:
             cells.append(len(row.runs))
             if deltas is not None:
                 cells.append(deltas.get(row.name))
-            cells.append(self.row_splits[row.name] if row.runs else "")
+            if steps:
+                cells.append(steps.get(row.name))
+            cells += [self.row_splits[row.name] if row.runs else "", row.selected_on]
             rows.append(cells)
 
         notes = self._common_notes(with_paper=True)
@@ -207,8 +231,25 @@ class GroupTables:
         if deltas is not None:
             notes.append(f"Δ {primary.label} vs above: difference of the means to the nearest row above with runs, "
                          f"[paired 95 % bootstrap interval]; * = the interval excludes 0 (significant at 95 %)")
+        if steps:
+            notes.append(f"Δ {primary.label} (paper, {steps_from}): each step of the paper's ablation on {steps_from} "
+                         f"(its row minus the row above), beside ours for its direction")
         title = str(self.spec.get("title") or "Comparison")
         return Table(self.group.slug, title, self._subtitle(), fields, rows, notes, self.provenance)
+
+    def _paper_steps(self, layout: str, primary: Column | None) -> tuple[dict[str, float], str | None]:
+        """An ablation's steps in the paper (``table.direction_from``: the dataset whose paper rows give them)."""
+        source = self.spec.get("direction_from")
+        if layout != "ablation" or not source or primary is None:
+            return {}, None
+        paper = paper_numbers(self.spec, str(source))
+        steps, above = {}, None
+        for row in self.rows:
+            value = paper.value(row.name, primary.paper_key)
+            if value is not None and above is not None:
+                steps[row.name] = value - above
+            above = value if value is not None else above
+        return steps, str(source)
 
     def per_class_table(self, metric: str) -> Table:
         if metric not in PER_CLASS_METRICS:
@@ -224,7 +265,8 @@ class GroupTables:
             fields.append(Field(c.key, f"{c.label}†" if c.label in excluded else c.label, "estimate"))
             if c.key in with_paper:
                 fields.append(Field(f"{c.key}:paper", f"{c.label} (paper)", "paper"))
-        fields += [Field("seeds", "n", "count"), Field("split", "split", "text", csv_only=True)]
+        fields += [Field("seeds", "n", "count"), Field("split", "split", "text", csv_only=True),
+                   Field("selected_on", "selected on", "text", csv_only=True)]
         rows = []
         for row in self.rows:
             cells: list[Any] = [row.name, self._row_label(row)]
@@ -232,7 +274,7 @@ class GroupTables:
                 cells.append(None if row.missing else self._estimate(row, c))
                 if c.key in with_paper:
                     cells.append(self.paper.value(row.name, c.key))
-            cells += [len(row.runs), self.row_splits[row.name] if row.runs else ""]
+            cells += [len(row.runs), self.row_splits[row.name] if row.runs else "", row.selected_on]
             rows.append(cells)
         notes = self._common_notes(with_paper=True)
         if excluded:
@@ -282,16 +324,15 @@ class GroupTables:
 
 
 def provenance_lines(group: RunGroup, argv: Sequence[str]) -> list[str]:
-    """Where a group's tables come from: this command, the training commands and commits, the scale."""
-    from rsseg._version import version_stamp
-
-    stamp = version_stamp()
+    """Where a group's tables come from: this command, the training commands and commits, the scale. Nothing of
+    the moment the tables are written (the output folder, today's commit): the same runs give the same files."""
     commands = list(dict.fromkeys(str(r.payload["command"]) for r in group.runs if r.payload.get("command")))
     commits = list(dict.fromkeys(str(r.payload["git_commit"]) for r in group.runs if r.payload.get("git_commit")))
-    lines = [f"written by: rsseg tables {shlex.join(argv)}",
-             f"rsseg {stamp['rsseg_version']} at commit {stamp['git_commit'] or 'unknown (not a git checkout)'}"]
+    versions = list(dict.fromkeys(str(r.payload["rsseg_version"]) for r in group.runs if r.payload.get("rsseg_version")))
+    lines = [f"written by: rsseg tables {shlex.join(argv)}"]
     lines += [f"trained by: {c}" for c in commands] or ["trained by: (the runs do not record their command)"]
-    lines.append(f"runs at commit: {', '.join(commits) if commits else 'unknown'}")
+    lines.append(f"runs at commit: {', '.join(commits) if commits else 'unknown'}"
+                 + (f" (rsseg {', '.join(versions)})" if versions else ""))
     if group.scale == "full":
         lines.append("scale: full (the experiment's recipe as configured)")
     else:

@@ -17,13 +17,18 @@ tables as the experiment's ``table:`` spec lays them out, rows in the paper's or
 Runs outside an experiment (``python train.py -m model=a,b seed=0,1``) get a generic comparison: one row per
 distinct configuration, seeds pooled. Rows of a spec without runs, and failed jobs, are shown, never dropped.
 
-Each cell is the mean ± sample standard deviation over the row's seeds (metrics in %); the paper's numbers sit in
-a "(paper)" column beside ours. Cells of metrics that come from the confusion matrix also carry a 95 % bootstrap
-interval over the evaluation scenes, and each row a paired difference to the row above (see
-:class:`rsseg.tables.bootstrap.SceneBootstrap`), which neither the papers nor mmsegmentation, GeoSeg or torchgeo report.
+Each cell is the mean ± sample standard deviation over the row's seeds (metrics in %); the paper's numbers for
+the dataset of the runs sit in a "(paper)" column beside ours (none, and a note saying so, for a dataset the paper
+did not use). Cells of metrics that come from the confusion matrix also carry a 95 % interval of a two-level
+bootstrap over the row's seeds and the evaluation scenes, and each row a paired difference to the row above (see
+:class:`rsseg.tables.bootstrap.SeedSceneBootstrap`; ``--interval bca`` for BCa intervals), which neither the papers
+nor mmsegmentation, GeoSeg or torchgeo report. Rows whose checkpoint was chosen on the test split
+(``protocol.select_on=test``) are marked ‡.
 
-Every file starts with its provenance: this command, the training command(s), the git commits of the runs and of
-rsseg, and the scale (a reduced budget says so). Figures (:mod:`rsseg.tables.figures`) go to ``<out>/figures``.
+Every file starts with its provenance: this command as far as it decides the numbers (not ``--out``, ``--format``
+or the figure options), the training command(s), the git commits of the runs, and the scale (a reduced budget says
+so), so that the same runs give the same table files byte for byte.
+Figures (:mod:`rsseg.tables.figures`) go to ``<out>/figures``, each with a caption file and the same provenance.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pathlib import Path
 
 from rsseg.errors import ConfigError, RssegError
 from rsseg.runtime.files import replaced_when_complete
+from rsseg.tables.bootstrap import SeedSceneBootstrap
 from rsseg.tables.build import GroupTables, TableOptions, build_tables
 from rsseg.tables.groups import group_runs
 from rsseg.tables.records import RunRecord
@@ -65,8 +71,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--split", choices=SPLITS, help="the split to report (default: the table spec's, "
                                                         "falling back to val for runs without it)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                        help="bootstrap resamples over evaluation scenes for 95 %% intervals (0: none)")
+                        help="bootstrap resamples over seeds and evaluation scenes for 95 %% intervals (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
+    parser.add_argument("--interval", choices=SeedSceneBootstrap.METHODS, default="percentile",
+                        help="bootstrap interval: percentile (default) or bca (bias-corrected and accelerated)")
     parser.add_argument("--no-figures", action="store_true", help="write the tables only")
     parser.add_argument("--figure-tiles", type=int, default=4, metavar="N",
                         help="validation tiles in the prediction grid (default 4; 0: no grid)")
@@ -82,19 +90,37 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def numbers_arguments(argv: Sequence[str]) -> list[str]:
+    """The command line as far as it decides the numbers (the paths, --split, --bootstrap, --seed, --interval):
+    where the files went, which formats and whether figures were drawn do not change a table's content."""
+    presentation = {"--out": True, "--format": True, "--figure-tiles": True, "--no-figures": False}
+    kept, skip = [], False
+    for item in argv:
+        name = item.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif name in presentation:
+            skip = presentation[name] and "=" not in item
+        else:
+            kept.append(item)
+    return kept
+
+
 def default_out(first: str) -> Path:
     path = Path(first).expanduser()
     return (path.parent if path.is_file() else path) / "tables"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``rsseg tables PATH... [--out DIR] [--format md,csv,tex] [--split val|test] [--bootstrap N] ...``"""
+    """``rsseg tables PATH... [--out DIR] [--format md,csv,tex] [--split val|test] [--bootstrap N]
+    [--interval percentile|bca] ...``"""
     argv = list(sys.argv[1:] if argv is None else argv)
     out = Path(".")
     try:
         args = parse_args(argv)
         out = Path(args.out).expanduser() if args.out else default_out(args.paths[0])
-        built = build_tables(args.paths, TableOptions(args.split, args.bootstrap, args.seed), argv)
+        options = TableOptions(args.split, args.bootstrap, args.seed, args.interval)
+        built = build_tables(args.paths, options, numbers_arguments(argv))
         rendered = [(builder, builder.tables()) for builder in built]
         files = {out / f"{table.slug}{FORMATS[fmt]}": RENDERERS[fmt](table)
                  for _, tables in rendered for table in tables for fmt in args.formats}

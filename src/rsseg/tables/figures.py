@@ -3,7 +3,12 @@
 * a row-normalised confusion matrix per run (rows: true class, each summing to 1; columns: predicted class);
 * per-class IoU bars per model: grouped bars, mean over seeds, the seeds' standard deviation as error bars;
 * a grid of image | label | each row's prediction on the same validation tiles: the first ``N`` windows of the
-  validation split's evaluation grid, predicted on CPU by each row's best checkpoint (its lowest seed).
+  validation split's evaluation grid, predicted on CPU by each row's best checkpoint (its lowest seed);
+* validation mIoU over the optimiser steps per row, from the runs' CSV logs (``csv/version_*/metrics.csv``
+  beside each results.json): each seed thin, their mean thick, to see whether a budget let the curve flatten.
+
+Each figure carries its caption and the tables' provenance (the command, the training commands, the runs'
+commits, the scale) in its PNG text chunks and PDF metadata, and in ``<figure>.txt`` beside it.
 
 A figure that cannot be drawn (no confusion matrix in results.json, a checkpoint that is gone, data that is not
 where the checkpoint's config says) is skipped with a note; it never stops the tables.
@@ -20,7 +25,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from rsseg.runtime.files import replaced_when_complete
+from rsseg.runtime.files import natural_key, replaced_when_complete
 from rsseg.tables.bootstrap import summarise
 from rsseg.tables.build import GroupTables
 from rsseg.tables.columns import metric_value
@@ -29,15 +34,66 @@ from rsseg.tables.groups import Row
 FORMATS = ("png", "pdf")
 
 
-def save_figure(figure: Figure, stem: Path) -> list[Path]:
-    """``<stem>.png`` and ``<stem>.pdf``, each written under a temporary name and renamed."""
+def save_figure(figure: Figure, stem: Path, caption: str, provenance: Sequence[str]) -> list[Path]:
+    """``<stem>.png``, ``<stem>.pdf`` and the caption file ``<stem>.txt``, each written under a temporary name and
+    renamed; the caption and provenance also go into the PNG's text chunks and the PDF's metadata (without a
+    creation date, so that the same runs give the same files)."""
+    from rsseg._version import __version__
+
+    described = "\n".join([caption, *provenance])
+    metadata = {
+        "png": {"Title": caption, "Description": described, "Software": f"rsseg {__version__}"},
+        "pdf": {"Title": caption, "Subject": described, "Creator": f"rsseg {__version__}", "CreationDate": None},
+    }
     written = []
     for fmt in FORMATS:
         path = stem.with_name(f"{stem.name}.{fmt}")
         with replaced_when_complete(path) as tmp:
-            figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+            figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata[fmt])
         written.append(path)
-    return written
+    path = stem.with_name(f"{stem.name}.txt")
+    with replaced_when_complete(path) as tmp:
+        tmp.write_text(described + "\n", encoding="utf-8")
+    return written + [path]
+
+
+def validation_curves_figure(curves: Sequence[tuple[str, list[tuple[np.ndarray, np.ndarray]]]], title: str) -> Figure:
+    """Validation mIoU (%) over optimiser steps: per row, each seed's curve thin and the mean over seeds thick."""
+    figure = Figure(figsize=(6.4, 4.0))
+    axes = figure.add_subplot()
+    for index, (label, seeds) in enumerate(curves):
+        colour = f"C{index % 10}"
+        for steps, values in seeds:
+            axes.plot(steps, values, color=colour, alpha=0.35, linewidth=0.8)
+        common = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in seeds)))
+        if common:
+            mean = [np.mean([values[list(steps).index(step)] for steps, values in seeds]) for step in common]
+            axes.plot(common, mean, color=colour, linewidth=2.0, marker="o", markersize=3,
+                      label=f"{label} (n={len(seeds)})")
+    axes.set_xlabel("optimiser step")
+    axes.set_ylabel("validation mIoU (%)")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    return figure
+
+
+def read_validation_curve(results_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, val mIoU in %) from the newest CSV log beside a results.json, None without one."""
+    import csv
+
+    logs = sorted(results_path.parent.glob("csv/version_*/metrics.csv"), key=lambda p: natural_key(p.parent.name))
+    if not logs:
+        return None
+    points = {}
+    with open(logs[-1], newline="") as handle:
+        for record in csv.DictReader(handle):
+            if record.get("val/miou") and record.get("step"):
+                points[int(float(record["step"]))] = 100 * float(record["val/miou"])
+    if not points:
+        return None
+    steps = np.array(sorted(points))
+    return steps, np.array([points[step] for step in steps])
 
 
 def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: str) -> Figure:
@@ -211,6 +267,9 @@ class GroupFigures:
     def split(self, row: Row) -> str:
         return self.tables.row_splits[row.name]
 
+    def save(self, figure: Figure, name: str, caption: str) -> list[Path]:
+        return save_figure(figure, self.folder / f"{self.slug}-{name}", caption, self.tables.provenance)
+
     def attempt(self, what: str, draw) -> None:
         try:
             draw()
@@ -229,7 +288,8 @@ class GroupFigures:
                 seed = f"seed{run.seed}" if run.seed is not None else run.path.parent.name
                 title = f"{row.label}, {seed.replace('seed', 'seed ')} ({split}, {self.tables.group.data})"
                 figure = confusion_figure(np.asarray(confusion), self.class_names, title)
-                self.written += save_figure(figure, self.folder / f"{self.slug}-confusion-{row.name}-{seed}")
+                self.written += self.save(figure, f"confusion-{row.name}-{seed}",
+                                          f"Row-normalised confusion matrix of {title} ({run.path})")
 
     def iou_bars(self) -> None:
         if not self.rows:
@@ -246,7 +306,7 @@ class GroupFigures:
         title = f"{self.tables.spec.get('title') or 'Comparison'}: per-class IoU ({self.tables.group.data}, " \
                 f"scale {self.tables.group.scale}; mean ± std over seeds)"
         figure = iou_bars_figure([row.label for row in self.rows], means, stds, self.class_names, title)
-        self.written += save_figure(figure, self.folder / f"{self.slug}-iou")
+        self.written += self.save(figure, "iou", title)
 
     def prediction_grid(self, count: int) -> None:
         from rsseg.inference.model import load_checkpoint
@@ -273,7 +333,21 @@ class GroupFigures:
             self.notes.append(f"{self.slug}: no row has a checkpoint; no prediction grid")
             return
         figure = prediction_grid_figure(tiles, predictions, self.class_names, palette)
-        self.written += save_figure(figure, self.folder / f"{self.slug}-predictions")
+        self.written += self.save(figure, "predictions", f"Image, label and each row's prediction on {count} "
+                                  f"validation tiles ({self.tables.group.data}; each row's lowest seed)")
+
+    def validation_curves(self) -> None:
+        curves = []
+        for row in self.rows:
+            seeds = [curve for curve in (read_validation_curve(run.path) for run in row.runs) if curve is not None]
+            if seeds:
+                curves.append((row.label, seeds))
+        if not curves:
+            return
+        title = (f"{self.tables.spec.get('title') or 'Comparison'}: validation mIoU during training "
+                 f"({self.tables.group.data}, scale {self.tables.group.scale})")
+        self.written += self.save(validation_curves_figure(curves, title), "validation_curves",
+                                  f"{title}; each seed thin, the mean over seeds thick; from the runs' CSV logs")
 
 
 def write_group_figures(tables: GroupTables, folder: Path, tiles: int = 4) -> tuple[list[Path], list[str]]:
@@ -282,4 +356,5 @@ def write_group_figures(tables: GroupTables, folder: Path, tiles: int = 4) -> tu
     figures.attempt("confusion matrices", figures.confusion_matrices)
     figures.attempt("per-class IoU bars", figures.iou_bars)
     figures.attempt("prediction grid", lambda: figures.prediction_grid(tiles))
+    figures.attempt("validation curves", figures.validation_curves)
     return figures.written, figures.notes

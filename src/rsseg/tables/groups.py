@@ -30,6 +30,13 @@ class Row:
     def missing(self) -> bool:
         return not self.runs
 
+    @property
+    def selected_on(self) -> str:
+        """``test`` when any run's checkpoint was chosen on the test split, ``val`` when every run records
+        validation, ``""`` when the runs do not record it."""
+        splits = {run.selected_on for run in self.runs}
+        return "test" if "test" in splits else "val" if splits == {"val"} else ""
+
 
 @dataclass
 class RunGroup:

@@ -160,6 +160,11 @@ class RunRecord:
     def table(self) -> dict | None:
         return self.payload.get("table")
 
+    @property
+    def selected_on(self) -> str | None:
+        """The split whose metric chose the reported checkpoint (``results.json`` ``selection.split``)."""
+        return dig(self.payload, "selection.split")
+
     def has_split(self, split: str) -> bool:
         return isinstance(dig(self.payload, f"metrics.{split}"), dict)
 

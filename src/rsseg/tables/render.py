@@ -18,6 +18,8 @@ FORMATS = {"md": ".md", "csv": ".csv", "tex": ".tex"}
 def format_number(value: float | None, unit: str) -> str:
     if value is None or not math.isfinite(value):
         return "n/a"
+    if unit == "signed":
+        return f"{value:+.2f}"
     return f"{value:,.0f}" if unit == "params" else f"{value:.2f}"
 
 
@@ -30,6 +32,7 @@ def format_estimate(estimate: Estimate | None, unit: str) -> str:
         text += f" ± {format_number(estimate.std, unit)}"
     if estimate.low is not None and estimate.high is not None:
         text += f" [{format_number(estimate.low, unit)}, {format_number(estimate.high, unit)}]"
+        text += "§" if estimate.scenes_only else ""
     return text
 
 
@@ -37,7 +40,8 @@ def format_delta(delta: Delta | None, star: str = " *") -> str:
     """``+5.35 [+2.10, +8.40] *``: the difference, its paired interval, and a star when that excludes 0."""
     if delta is None:
         return ""
-    return f"{delta.diff:+.2f} [{delta.low:+.2f}, {delta.high:+.2f}]" + (star if delta.significant else "")
+    text = f"{delta.diff:+.2f} [{delta.low:+.2f}, {delta.high:+.2f}]" + ("§" if delta.scenes_only else "")
+    return text + (star if delta.significant else "")
 
 
 def format_cell(value: Any, kind: str, unit: str) -> str:
@@ -115,7 +119,7 @@ def to_csv(table: Table) -> str:
 LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 LATEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "†": r"$^\dagger$", "✓": r"\checkmark", "—": "--", "–": "--",
-                 "≥": r"$\geq$"}
+                 "≥": r"$\geq$", "§": r"\S{}", "‡": r"$^\ddagger$"}
 
 
 def latex_text(text: str) -> str:

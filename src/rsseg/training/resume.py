@@ -38,14 +38,26 @@ VOLATILE = (
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "callbacks.rich_progress_bar",
     "callbacks.model_summary",
 )
+# Keys newer than some stored configs, with the values under which a run computes what a run stored without them
+# computed: the split keys the synthetic scenes and the protocols gained when validation stopped being the test
+# split (the synthetic scenes have no eroded labels, so either label choice reads the same files). A stored config
+# without such a key compares as if it held this value; one that holds another value (an ISPRS run stored with
+# val_fraction 0.0, which validated on the test tiles) stays a different config.
+ADDED_KEYS = {
+    "protocol.val_fraction": 0.1, "protocol.select_on": "val", "protocol.split_seed": 0,
+    "data.scenes.split": "standard", "data.scenes.train_labels": "full", "data.scenes.eval_labels": "eroded",
+    "data.scenes.split_file": None, "data.scenes.split_seed": 0, "data.scenes.split_tile_size": 512,
+    "data.scenes.train_fraction": 0.8, "data.scenes.val_fraction": 0.1, "data.scenes.select_on": "val",
+}
 # Model keys that only say where initial weights came from; a checkpoint's weights replace them.
 WEIGHT_SOURCES = ("pretrained", "encoder_weights")
 
 
 def comparable(resolved: dict) -> dict:
     """``resolved`` without the :data:`VOLATILE` keys, with the run's own paths (``paths.output_dir`` ...)
-    written back as ``${paths.<key>}`` wherever they were interpolated (checkpoint folders, logger folders), and
-    with every ``_target_`` under its module's current name (:mod:`rsseg.runtime.moved`)."""
+    written back as ``${paths.<key>}`` wherever they were interpolated (checkpoint folders, logger folders),
+    with every ``_target_`` under its module's current name (:mod:`rsseg.runtime.moved`), and with the
+    :data:`ADDED_KEYS` a stored config predates filled in."""
     paths = {k: str(v) for k, v in (resolved.get("paths") or {}).items() if isinstance(v, str) and v}
 
     def unresolve(value):
@@ -70,6 +82,13 @@ def comparable(resolved: dict) -> dict:
             name = part
         if isinstance(parent, dict):
             parent.pop(name, None)
+    for key, value in ADDED_KEYS.items():
+        *path, name = key.split(".")
+        parent = out
+        for part in path:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and name not in parent:
+            parent[name] = value
     return out
 
 
