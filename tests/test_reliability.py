@@ -173,7 +173,8 @@ def test_an_empty_split_says_why(tmp_path):
         f"no 128 x 128 tile fits in any of the 2 scenes under {tmp_path} (the largest is 100 x 120); expected "
         f"protocol.split_tile_size at most the scenes' size")
     few = GeoTiffScenes(tmp_path, split="random", split_tile_size=64, train_fraction=1.0)
-    assert len(few.split("train")) == 2 and few.split("test") == []
+    # both tiles in the training part: one trains, one is held out to validate, none tests
+    assert len(few.split("train")) == len(few.split("val")) == 1 and few.split("test") == []
     assert "the 2 tiles of 64 x 64 px cut from 2 scenes leave none for test" in few.why_empty("test")
 
 

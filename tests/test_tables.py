@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -192,7 +193,7 @@ def test_bootstrap_over_seeds_and_paired_difference_agree_with_numpy(tmp_path):
     base = [rng.integers(5, 40, (2, 2)) for _ in range(3)]
     better = [c + np.array([[30, 0], [0, 30]]) for c in base]  # more true positives in every scene: clearly better
     similar = [better[0] + 4 * np.eye(2, dtype=int), better[1] - 4 * np.eye(2, dtype=int), better[2]]  # +/-
-    table = {**ABLATION, "rows": ["a", "b", "c"], "marks": ["Better"], "columns": ["miou"], "per_class": [],
+    table = {**ABLATION, "rows": ["a", "b", "c"], "marks": ["Better"], "columns": ["miou"], "per_class": ["iou"],
              "paper": {}}
     scenes = {"a": base, "b": better, "c": similar}
     for name, confusions in scenes.items():
@@ -225,6 +226,18 @@ def test_bootstrap_over_seeds_and_paired_difference_agree_with_numpy(tmp_path):
         star = " *" if name == "b" else ""
         assert shown[ord(name) - ord("a")][-1] == f"{float(rows[name]['delta:miou']):+.2f} [{low:+.2f}, {high:+.2f}]{star}"
     assert rows["a"]["delta:miou"] == "" and shown[0][-1] == ""
+    # Per-class intervals come from the same resamples: the building IoU of each row, computed independently.
+    per_class = {r["row"]: r for r in read_csv(tmp_path / "tables" / "mst_ablation-synthetic-smoke-per_class_iou.csv")}
+    for name, confusions in scenes.items():
+        def building_iou(total):
+            return total[1, 1] / (total[1, :].sum() + total[:, 1].sum() - total[1, 1])
+
+        per_seed = np.array([[building_iou(sum(confusions[i] + seed * np.eye(2) for i in draw)) for draw in draws]
+                             for seed in (0, 1)])
+        building = 100 * np.array([per_seed[seeds, b].mean() for b, seeds in enumerate(seed_draws)])
+        low, high = np.percentile(building, [2.5, 97.5])
+        assert float(per_class[name]["per_class.iou.building:low"]) == pytest.approx(low, abs=1e-4)
+        assert float(per_class[name]["per_class.iou.building:high"]) == pytest.approx(high, abs=1e-4)
     assert rows["b"]["delta:miou:significant"] == "true" and float(rows["b"]["delta:miou:low"]) > 0
     # One scene better, one worse: the paired interval straddles 0.
     assert rows["c"]["delta:miou:significant"] == "false"
@@ -278,6 +291,32 @@ def test_bca_interval_agrees_with_scipy_on_one_seed(tmp_path):
     assert float(row["miou:high"]) == pytest.approx(np.median([b.high for b in bca]), abs=0.4)
     percentile = interval("percentile", 0)
     assert abs(np.median([b.low for b in bca]) - percentile.low) > 1.0  # skewed enough for BCa to move the bounds
+
+
+def test_rows_two_experiments_share_are_trained_once_and_shown_in_both(tmp_path):
+    compare = {"name": "mst_compare", "title": "Comparison", "layout": "comparison", "split": "val",
+               "rows": ["pspnet", "xception", "mst_deeplab"], "columns": ["miou"], "per_class": [], "paper": {}}
+    for seed, scenes in ((0, [SCENE_A]), (1, [SCENE_B])):
+        write_run(tmp_path / "ablation" / "xception" / f"seed={seed}", scenes, seed=seed, row=row_of("xception"),
+                  table=ABLATION)
+        write_run(tmp_path / "compare" / "pspnet" / f"seed={seed}", [SCENE_AB], seed=seed,
+                  row={"name": "pspnet", "label": "PSPNet"}, table=compare)
+    assert tables(tmp_path, "--no-figures", "--format", "csv,md", "--bootstrap", "0") == 0
+    rows = {r["row"]: r for r in read_csv(tmp_path / "tables" / "mst_compare-synthetic-smoke.csv")}
+    # mean of 77.50 and 41.07 over the two seeds the ablation trained
+    assert rows["xception"]["seeds"] == "2" and float(rows["xception"]["miou"]) == pytest.approx((77.5 + 4107.14 / 100) / 2, abs=0.01)
+    assert rows["mst_deeplab"]["seeds"] == "0"  # no run in either experiment
+    markdown = (tmp_path / "tables" / "mst_compare-synthetic-smoke.md").read_text()
+    assert "- row xception: the runs of mst_ablation (the same configuration and seeds; trained once for both tables)" in markdown
+    # Another recipe (a different learning rate) is another training: nothing is shared.
+    for seed in (0, 1):
+        path = tmp_path / "compare" / "pspnet" / f"seed={seed}" / "results.json"
+        payload = json.loads(path.read_text())
+        payload["config"]["optimizer"] = {"lr": 1e-3}
+        path.write_text(json.dumps(payload))
+    assert tables(tmp_path, "--no-figures", "--format", "csv", "--bootstrap", "0") == 0
+    rows = {r["row"]: r for r in read_csv(tmp_path / "tables" / "mst_compare-synthetic-smoke.csv")}
+    assert rows["xception"]["seeds"] == "0"
 
 
 def test_comparison_with_positive_class_shows_missing_rows(tmp_path):
@@ -457,3 +496,27 @@ def test_figures_are_written_as_png_and_pdf(tmp_path, cache_dir, capsys):
     err = capsys.readouterr().err
     assert "row fcn8s has no checkpoint (None); left out of the prediction grid" in err
     assert "wrote 6 table files and 18 figure files" in err
+
+
+COMMITTED = REPO / "experiments" / "dubai"
+
+
+def test_the_committed_runs_rederive_every_committed_table(tmp_path):
+    """experiments/dubai holds its runs' results.json: the documented command rebuilds every table file there,
+    byte for byte, and the README's example cells are cells of those tables."""
+    out = tmp_path / "dubai"
+    run = subprocess.run([sys.executable, "-m", "rsseg.cli", "tables", "experiments/dubai/runs", "--out", str(out)],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    committed = sorted(p.name for p in COMMITTED.iterdir() if p.suffix in (".md", ".csv", ".tex"))
+    assert committed and sorted(p.name for p in out.iterdir() if p.suffix in (".md", ".csv", ".tex")) == committed
+    for name in committed:
+        assert (out / name).read_text() == (COMMITTED / name).read_text(), name
+    captions = sorted(p.name for p in (COMMITTED / "figures").glob("*.txt"))
+    assert captions and all((out / "figures" / name).read_text() == (COMMITTED / "figures" / name).read_text()
+                            for name in captions if not name.endswith("-predictions.txt"))
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("read like this one, the mean ± std over seeds [interval]:\n", 1)[1]
+    cell, delta = re.findall(r"`([^`]+)`", example)[:2]
+    ablation = (COMMITTED / "mst_ablation-dubai-cpu.md").read_text()
+    assert f"| {cell} |" in ablation and f"| {delta} |" in ablation

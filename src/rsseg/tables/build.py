@@ -326,9 +326,10 @@ class GroupTables:
 def provenance_lines(group: RunGroup, argv: Sequence[str]) -> list[str]:
     """Where a group's tables come from: this command, the training commands and commits, the scale. Nothing of
     the moment the tables are written (the output folder, today's commit): the same runs give the same files."""
-    commands = list(dict.fromkeys(str(r.payload["command"]) for r in group.runs if r.payload.get("command")))
-    commits = list(dict.fromkeys(str(r.payload["git_commit"]) for r in group.runs if r.payload.get("git_commit")))
-    versions = list(dict.fromkeys(str(r.payload["rsseg_version"]) for r in group.runs if r.payload.get("rsseg_version")))
+    runs = group.all_runs
+    commands = list(dict.fromkeys(str(r.payload["command"]) for r in runs if r.payload.get("command")))
+    commits = list(dict.fromkeys(str(r.payload["git_commit"]) for r in runs if r.payload.get("git_commit")))
+    versions = list(dict.fromkeys(str(r.payload["rsseg_version"]) for r in runs if r.payload.get("rsseg_version")))
     lines = [f"written by: rsseg tables {shlex.join(argv)}"]
     lines += [f"trained by: {c}" for c in commands] or ["trained by: (the runs do not record their command)"]
     lines.append(f"runs at commit: {', '.join(commits) if commits else 'unknown'}"

@@ -47,6 +47,13 @@ class RunGroup:
     scale: str
     runs: list[RunRecord] = field(default_factory=list)
     failures: list[FailedJob] = field(default_factory=list)
+    # spec rows without runs of their own, filled from another experiment's identical runs (:func:`share_runs`)
+    shared: dict[str, tuple[str, list[RunRecord]]] = field(default_factory=dict)
+
+    @property
+    def all_runs(self) -> list[RunRecord]:
+        """The group's own runs and those it shares with another experiment's table."""
+        return self.runs + [run for _, runs in self.shared.values() for run in runs]
 
     @property
     def slug(self) -> str:
@@ -96,6 +103,12 @@ class RunGroup:
             row.failures.append(failure)
             _describe(row, failure.row)
         notes = []
+        for name, (experiment, runs) in self.shared.items():
+            if name in by_name and not by_name[name].runs:
+                by_name[name].runs = list(runs)
+                _describe(by_name[name], runs[0].row)
+                notes.append(f"row {name}: the runs of {experiment} (the same configuration and seeds; trained once "
+                             f"for both tables)")
         for row in by_name.values():
             row.runs, dropped = _one_run_per_seed(row.runs)
             notes += [f"row {row.name}: seed {run.seed} appears twice; kept the newer {kept.path}" for run, kept in dropped]
@@ -140,6 +153,38 @@ def _one_run_per_seed(runs: list[RunRecord]) -> tuple[list[RunRecord], list[tupl
     return ordered, dropped
 
 
+def share_runs(groups: list[RunGroup]) -> None:
+    """Give an experiment's spec rows that have no runs of their own the runs of that row in another experiment on
+    the same data and scale, when both experiments train under the same recipe (``mst_compare`` and
+    ``mst_ablation`` share their Xception and MST-DeepLabv3+ rows): such a row is trained once, shown in both."""
+    for group in groups:
+        own = {str(r.row.get("name")) for r in group.runs} | {str(f.row.get("name")) for f in group.failures}
+        reference = next(iter(group.runs), None)
+        for name in [str(n) for n in group.spec.get("rows") or [] if str(n) not in own]:
+            for other in groups:
+                if other is group or other.experiment is None or (other.data, other.scale) != (group.data, group.scale):
+                    continue
+                runs = [r for r in other.runs if str(r.row.get("name")) == name]
+                if runs and (reference is None or _recipe(reference) == _recipe(runs[0])):
+                    group.shared[name] = (str(other.experiment), runs)
+                    break
+
+
+RECIPE_KEYS = ("optimizer", "scheduler", "data", "protocol", "trainer", "loss", "aug")
+
+
+def _recipe(run: RunRecord) -> dict:
+    """What a run's experiment decides, whatever the row and seed: optimiser, schedule, data, protocol, budget,
+    loss and augmentation (paths written back as a resumed run compares them)."""
+    from rsseg.training.resume import comparable
+
+    config = comparable(run.payload.get("config") or {})
+    recipe = {key: config.get(key) for key in RECIPE_KEYS}
+    if isinstance(recipe["data"], dict):
+        recipe["data"] = {k: v for k, v in recipe["data"].items() if k != "seed"}
+    return recipe
+
+
 def group_runs(runs: list[RunRecord], failures: list[FailedJob]) -> list[RunGroup]:
     """Runs grouped by (experiment, data, scale); a failed job joins the group of its experiment and scale
     whose runs share the longest folder prefix with it (its sweep), or a group of its own."""
@@ -158,4 +203,6 @@ def group_runs(runs: list[RunRecord], failures: list[FailedJob]) -> list[RunGrou
             return max((len(os.path.commonpath([where, r.path])) for r in group.runs), default=0)
 
         max(candidates, key=shared).failures.append(failure)
-    return list(groups.values())
+    result = list(groups.values())
+    share_runs(result)
+    return result
