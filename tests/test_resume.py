@@ -117,3 +117,30 @@ def test_sigkill_then_sigterm_then_resume_ends_like_the_uninterrupted_run(uninte
     config = read_checkpoint(checkpoint, mmap=True)["hyper_parameters"]["cfg"]
     assert find_resume_checkpoint(checkpoint.parents[1], config) == checkpoint
     assert find_resume_checkpoint(checkpoint.parents[1], {**config, "seed": 4}) is None
+
+
+@pytest.mark.slow  # two launches of a two-job sweep: about a minute on a quiet 2-core machine
+def test_sigterm_stops_a_sweep_and_the_same_command_continues_it(tmp_path, cache_dir):
+    """A scheduler's SIGTERM ends the whole launch: the running job saves and is not recorded as failed, the next
+    job does not start, and the same command then finishes the first job and runs the second."""
+    sweep_dir = tmp_path / "sweep"
+    command = [sys.executable, str(REPO / "train.py"), "-m", *[a for a in RUN if not a.startswith("seed=")],
+               "seed=3,4", f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={sweep_dir}"]
+
+    def last() -> Path | None:
+        found = sorted(sweep_dir.glob("*/checkpoints/last.ckpt"))
+        return found[0] if found else None
+
+    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: last() is not None, first, "its first checkpoint")
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 130, err[-3000:]
+    job = last().parents[1]
+    assert err.strip().splitlines()[-1].startswith(f"interrupted: sweep job {job}: SIGTERM at step ")
+    assert not (job / "error.json").exists() and [p.name for p in sweep_dir.iterdir() if p.is_dir()] == [job.name]
+
+    second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resuming {job} from {job / 'checkpoints' / 'last.ckpt'}" in second.stdout
+    assert sorted(json.loads((p / "results.json").read_text())["seed"] for p in sweep_dir.iterdir() if p.is_dir()) == [3, 4]

@@ -69,6 +69,17 @@ def finished_results(folder: Path, resolved: dict) -> dict | None:
     return results if same_config(results.get("config"), resolved) else None
 
 
+def is_interrupt(error: BaseException) -> bool:
+    """Whether a job stopped because the sweep was told to stop (SIGTERM or Ctrl-C), not because it failed:
+    rsseg's ``Interrupted``, Lightning's SIGTERM stop, or a DataLoader worker killed by the same SIGTERM (a
+    signal to the whole process group reaches the workers first)."""
+    from rsseg.errors import Interrupted
+
+    if isinstance(error, Interrupted) or type(error).__name__ == "SIGTERMException":
+        return True
+    return isinstance(error, RuntimeError) and "DataLoader worker" in str(error) and "signal: Terminated" in str(error)
+
+
 def record_failure(folder: Path, resolved: dict, error: BaseException) -> Path:
     """Write ``error.json`` (one-line error, traceback, resolved config) into a failed job's folder."""
     message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

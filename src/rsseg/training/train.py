@@ -275,6 +275,12 @@ def main(cfg: DictConfig) -> float:
                 cfg.resume = "auto"
         results = train(cfg)
     except Exception as error:  # noqa: BLE001 - any failure of one job is recorded and the sweep goes on
+        if sweep.is_interrupt(error):
+            # SIGTERM or Ctrl-C stops the sweep, not only this job: a scheduler's time limit ends the whole
+            # launch, and the next launch of the same command continues this job from its last checkpoint.
+            print(f"interrupted: sweep job {out}: {str(error).strip().splitlines()[0]}; the other jobs were not "
+                  f"started; re-launch the same command to continue", file=sys.stderr)
+            sys.exit(130)
         path = sweep.record_failure(out, resolved, error)
         print(f"error: sweep job {out} failed: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}; "
               f"details in {path}", file=sys.stderr)
