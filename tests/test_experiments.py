@@ -4,6 +4,7 @@ confusion matrices, DDP evaluation shards, fractional freeze schedules and warm-
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
