@@ -57,6 +57,15 @@ def save_figure(figure: Figure, stem: Path, caption: str, provenance: Sequence[s
     return written + [path]
 
 
+def shown_path(path: Path) -> Path:
+    """A run's path as a caption shows it: relative to the working folder when inside it, so that the same
+    runs give the same captions wherever the repository lies."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def validation_curves_figure(curves: Sequence[tuple[str, list[tuple[np.ndarray, np.ndarray]]]], title: str) -> Figure:
     """Validation mIoU (%) over optimiser steps: per row, each seed's curve thin and the mean over seeds thick."""
     figure = Figure(figsize=(6.4, 4.0))
@@ -289,7 +298,7 @@ class GroupFigures:
                 title = f"{row.label}, {seed.replace('seed', 'seed ')} ({split}, {self.tables.group.data})"
                 figure = confusion_figure(np.asarray(confusion), self.class_names, title)
                 self.written += self.save(figure, f"confusion-{row.name}-{seed}",
-                                          f"Row-normalised confusion matrix of {title} ({run.path})")
+                                          f"Row-normalised confusion matrix of {title} ({shown_path(run.path)})")
 
     def iou_bars(self) -> None:
         if not self.rows:
