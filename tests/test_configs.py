@@ -28,6 +28,10 @@ def test_every_option_composes(group, option, tmp_path):
         if group in ("callbacks", "logger"):
             built = [instantiate(item) for item in node.values() if item is not None] if node else []
             assert all(b is not None for b in built)
+        elif group == "aug" and node:
+            from rsseg.data.augment import steps
+
+            assert steps(instantiate(node))  # augmentations the device batch can run
         elif node:
             assert callable(instantiate(node))
 

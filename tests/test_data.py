@@ -17,7 +17,6 @@ from rsseg.data.dataset import (
 from rsseg.data.labels import ColourLabels, IndexLabels
 from rsseg.data.raster import Scene, check_pair, read_window
 from rsseg.data.synthetic import PALETTE, SyntheticScenes, generate_scene
-from rsseg.data.transforms import Normalize
 from rsseg.errors import DataError
 
 
@@ -74,7 +73,7 @@ def test_grid_covers_every_pixel_exactly_once_and_reader_pads_with_ignore(tmp_pa
     _write(tmp_path / "img.tif", rng.integers(0, 255, (3, 100, 90), dtype=np.uint8))
     _write(tmp_path / "lab.tif", np.asarray(PALETTE, np.uint8)[classes].transpose(2, 0, 1))
     scene = Scene(tmp_path / "img.tif", tmp_path / "lab.tif")
-    reader = SceneReader(ColourLabels(PALETTE), Normalize([0, 0, 0], [1, 1, 1]))
+    reader = SceneReader(ColourLabels(PALETTE))
     grid = GridWindowDataset([scene], [(100, 90)], reader, tile_size=64)
     assert len(grid) == 4 and len(grid_windows(100, 90, 64)) == 4
     counts = np.zeros(6, dtype=int)
@@ -87,7 +86,7 @@ def test_grid_covers_every_pixel_exactly_once_and_reader_pads_with_ignore(tmp_pa
 def test_random_windows_are_reproducible_and_change_every_epoch(tmp_path):
     _write(tmp_path / "img.tif", np.zeros((3, 200, 200), np.uint8))
     scene = Scene(tmp_path / "img.tif")
-    reader = SceneReader(None, Normalize([0, 0, 0], [1, 1, 1]))
+    reader = SceneReader(None)
     dataset = RandomWindowDataset([scene], [(200, 200)], reader, tile_size=32, samples_per_epoch=4, seed=3)
     sampler = RandomWindowSampler(4)
     epoch0, epoch1 = list(sampler), list(sampler)
@@ -105,7 +104,7 @@ def test_worker_processes_open_their_own_handles_and_read_the_same_windows(tmp_p
     _write(tmp_path / "img.tif", rng.integers(0, 255, (3, 160, 140), dtype=np.uint8))
     _write(tmp_path / "lab.tif", np.asarray(PALETTE, np.uint8)[classes].transpose(2, 0, 1))
     scene = Scene(tmp_path / "img.tif", tmp_path / "lab.tif")
-    reader = SceneReader(ColourLabels(PALETTE), Normalize([0, 0, 0], [1, 1, 1]))
+    reader = SceneReader(ColourLabels(PALETTE))
     dataset = RandomWindowDataset([scene], [(160, 140)], reader, tile_size=48, samples_per_epoch=12, seed=5)
     in_process = [dataset[i] for i in range(12)]  # the parent now holds open handles that workers must not share
     assert reader.pool._open
@@ -126,10 +125,10 @@ def test_nodata_pixels_become_ignore(tmp_path):
     pixels[:, :10, :] = 0
     _write(tmp_path / "img.tif", pixels, nodata=0)
     _write(tmp_path / "lab.tif", np.zeros((1, 64, 64), np.uint8))
-    reader = SceneReader(IndexLabels(2), Normalize([0, 0, 0], [1, 1, 1]))
+    reader = SceneReader(IndexLabels(2))
     _, mask = reader.read(Scene(tmp_path / "img.tif", tmp_path / "lab.tif"), Window(0, 0, 64, 64))
     assert (mask[:10] == 255).all() and (mask[10:] == 0).all()
-    assert mask.dtype == torch.int64
+    assert mask.dtype == torch.uint8  # one byte per label pixel from the workers; int64 on the device
 
 
 def test_unknown_colour_names_file_colour_and_count(tmp_path):

@@ -201,7 +201,10 @@ def direct_counts(maps, classes: int) -> np.ndarray:
 
 def check_batches(dm, in_channels: int, classes: int, tile: int = 32, eval_tile: int = 48) -> None:
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    raw = next(iter(dm.train_dataloader()))
+    assert raw["mask"].dtype == torch.uint8  # the workers send raw pixels and one byte per label pixel
+    assert raw["image"].dtype in (torch.uint8, torch.int32, torch.float32)
+    batch = dm.on_after_batch_transfer(raw, 0)  # normalised where the model runs
     assert batch["image"].shape == (2, in_channels, tile, tile) and batch["image"].dtype == torch.float32
     assert batch["mask"].shape == (2, tile, tile) and batch["mask"].dtype == torch.int64
     assert set(batch["mask"].unique().tolist()) <= set(range(classes)) | {IGNORE}
@@ -232,12 +235,14 @@ def test_vaihingen_standard_split_eroded_evaluation(vaihingen):
     val_ids = sorted(names(dm, "val"))
     assert np.array_equal(grid_counts(dm, "val", 6), direct_counts([truth[i]["eroded"] for i in val_ids], 6))
     assert list(cfg.data.exclude_from_mean) == []
-    # Bands come as stored (IRRG): the first channel is the first band of the file, normalised.
+    # Bands come as stored (IRRG): the first channel is the first band of the file, as read, normalised later.
     scene = dm.split_scenes("train")[0][0]
     with rasterio.open(scene.image) as src:
-        first = src.read(1, window=((0, 32), (0, 32))).astype(np.float32)
+        first = src.read(1, window=((0, 32), (0, 32)))
     got, _ = dm.reader.read(scene, rasterio.windows.Window(0, 0, 32, 32))
-    assert torch.allclose(got[0], (torch.from_numpy(first) - cfg.data.mean[0]) / cfg.data.std[0])
+    assert got.dtype == torch.uint8 and torch.equal(got[0], torch.from_numpy(first))
+    normalised = dm.on_after_batch_transfer({"image": got[None], "mask": torch.zeros(1, 32, 32, dtype=torch.uint8)}, 0)
+    assert torch.allclose(normalised["image"][0, 0], (torch.from_numpy(first).float() - cfg.data.mean[0]) / cfg.data.std[0])
 
 
 def test_vaihingen_geoseg_protocol(vaihingen):

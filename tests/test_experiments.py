@@ -107,12 +107,16 @@ def test_even_shards_cover_every_window_once_and_pad_the_short_rank(tmp_path):
     class Reader:
         ignore_index = 255
 
-    dataset = GridWindowDataset([], [], Reader(), tile_size=8, in_channels=3)
+        def pixel_dtype(self, scene):
+            return torch.uint8
+
+    dataset = GridWindowDataset(["scene"], [(8, 8)], Reader(), tile_size=8, in_channels=3)
     dataset.items = [(0, None)] * 5
     shards = [list(EvenShardSampler(dataset, num_replicas=2, rank=rank)) for rank in (0, 1)]
     assert shards == [[0, 2, 4], [1, 3, 5]] and len(EvenShardSampler(dataset, 2, 1)) == 3
     padding = dataset[5]
     assert padding["scene"] == -1 and padding["image"].shape == (3, 8, 8) and bool((padding["mask"] == 255).all())
+    assert padding["image"].dtype == torch.uint8  # collated with the scenes' raw windows
 
 
 def test_freeze_fraction_and_warmup_fraction_follow_the_run_length():

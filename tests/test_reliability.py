@@ -16,6 +16,7 @@ from rasterio.windows import Window
 
 from rsseg.config import CONF_DIR, compose_config
 from rsseg.data.dataset import SceneReader
+from rsseg.data.device import DeviceBatch
 from rsseg.data.labels import IndexLabels
 from rsseg.data.raster import Scene, check_pair
 from rsseg.data.transforms import Normalize
@@ -97,9 +98,12 @@ def test_training_windows_with_nan_pixels_are_finite_and_ignored(tmp_path):
     pixels[2, 20, 20] = -np.inf
     image = write_geotiff(tmp_path / "img.tif", pixels)
     label = write_geotiff(tmp_path / "lab.tif", np.ones((32, 32), np.uint8))
-    reader = SceneReader(IndexLabels(2), Normalize([120.0] * 3, [50.0] * 3))
-    window, mask = reader.read(Scene(image, label), Window(0, 0, 32, 32))
+    reader = SceneReader(IndexLabels(2))
+    raw, mask = reader.read(Scene(image, label), Window(0, 0, 32, 32))
+    batch = DeviceBatch(Normalize([120.0] * 3, [50.0] * 3)).prepare({"image": raw[None], "mask": mask[None]})
+    window, mask = batch["image"][0], batch["mask"][0]
     assert torch.isfinite(window).all()
+    assert (window[0, 4:8, 4:8] == 0).all() and window[2, 20, 20] == 0  # NaN and inf became 0, the band mean
     assert (mask[4:8, 4:8] == 255).all() and mask[20, 20] == 255 and int((mask == 1).sum()) == 32 * 32 - 17
     loss = CrossEntropy()(torch.zeros(1, 2, 32, 32, requires_grad=True), mask[None])
     assert torch.isfinite(loss)

@@ -1,99 +1,128 @@
-"""Joint image/mask augmentations.
+"""Joint image/mask augmentations, applied to whole batches on the device the model trains on.
 
-Built on torchvision.transforms.v2: it transforms an image tensor and a ``tv_tensors.Mask`` together in one
-call (same flip, same crop, nearest-neighbour for the mask), works on tensors of any band count, and ships with
-torchvision, which rsseg already depends on.
+DataLoader workers only read windows (raw pixels, see :mod:`rsseg.data.dataset`); augmentation runs after the
+batch reaches the device (:class:`rsseg.data.device.DeviceBatch`), as batched tensor operations, so a GPU is not
+kept waiting on CPU workers flipping and jittering float32 windows one at a time.
 
-Per-window augmentations take and return ``(image [C,H,W] float, mask [H,W] long)`` and run in the DataLoader
-workers. Batch-level ones (``RICAP``, marked ``batch_level = True``) take and return a batch dict
-``{"image": [B,C,H,W], "mask": [B,H,W]}``; the datamodule applies them to training batches in
-``on_after_batch_transfer``. ``Chain`` composes both kinds; ``split_augment`` separates them.
+A per-window augmentation separates drawing from applying: ``draw(generator, height, width)`` makes the random
+choices of one window from a ``torch.Generator`` seeded by that window's index (the same draws in a resumed or
+re-sharded run, on any device), and ``apply(image [B,C,H,W], mask [B,H,W], draws)`` transforms the batch with one
+draw per window, image and mask alike. Batch-level augmentations (``RICAP``, ``batch_level = True``) take and
+return a batch dict and draw from torch's global RNG, which the datamodule seeds per batch. ``Chain`` runs several
+of either kind in the order given.
+
+Any torchvision v2 pipeline (``JointTransform``) can be used too: it runs per window on the device, its own draws
+made under a seed drawn from the window's generator. The built-in ones below are batched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 
-class RandomRotate90(torch.nn.Module):
-    """Rotation by a random multiple of 90 degrees: exact on the pixel grid, so labels stay crisp."""
-
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        turns = int(torch.randint(0, 4, ()))
-        return torch.rot90(image, turns, (-2, -1)), tv_tensors.Mask(torch.rot90(mask, turns, (-2, -1)))
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
 
 
-class JointTransform:
-    """Applies a torchvision v2 pipeline to ``(image [C,H,W] float, mask [H,W] long)`` pairs."""
-
-    def __init__(self, transforms: list) -> None:
-        self.pipeline = v2.Compose(list(transforms))
-
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = self.pipeline(tv_tensors.Image(image), tv_tensors.Mask(mask))
-        return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+def _randint(generator: torch.Generator, high: int) -> int:
+    """A uniform integer in ``[0, high)``."""
+    return int(torch.randint(0, high, (), generator=generator))
 
 
-class FlipRotate(JointTransform):
-    """Horizontal and vertical flips and 90-degree rotations: the eight-fold expansion MST-DeepLabv3+ used."""
+class FlipRotate:
+    """Horizontal and vertical flips and 90-degree rotations (the eight-fold expansion MST-DeepLabv3+ used).
+
+    Exact on the pixel grid, so labels stay crisp. A draw is ``(horizontal, vertical, quarter_turns)``; windows
+    sharing a draw are transformed together, so a batch costs at most eight indexed copies. Windows must be square
+    (rotations would otherwise change their shape).
+    """
 
     def __init__(self, p_flip: float = 0.5) -> None:
-        super().__init__([v2.RandomHorizontalFlip(p_flip), v2.RandomVerticalFlip(p_flip), RandomRotate90()])
+        self.p_flip = float(p_flip)
+
+    def draw(self, generator: torch.Generator, height: int, width: int) -> tuple[bool, bool, int]:
+        horizontal = float(torch.rand((), generator=generator)) < self.p_flip
+        vertical = float(torch.rand((), generator=generator)) < self.p_flip
+        return horizontal, vertical, _randint(generator, 4)
+
+    @staticmethod
+    def transform(tensor: torch.Tensor, draw: tuple[bool, bool, int]) -> torch.Tensor:
+        horizontal, vertical, turns = draw
+        if horizontal:
+            tensor = tensor.flip(-1)
+        if vertical:
+            tensor = tensor.flip(-2)
+        return torch.rot90(tensor, turns, (-2, -1)) if turns else tensor
+
+    def apply(self, image: torch.Tensor, mask: torch.Tensor, draws: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+        groups: dict[tuple, list[int]] = {}
+        for position, draw in enumerate(draws):
+            groups.setdefault(tuple(draw), []).append(position)
+        if len(groups) == 1:
+            draw = next(iter(groups))
+            return self.transform(image, draw), self.transform(mask, draw)
+        out_image, out_mask = torch.empty_like(image), torch.empty_like(mask)
+        for draw, positions in groups.items():
+            index = torch.tensor(positions, device=image.device)
+            out_image[index] = self.transform(image[index], draw)
+            out_mask[index] = self.transform(mask[index], draw)
+        return out_image, out_mask
 
 
-class RandomScaleCrop(torch.nn.Module):
-    """Random scale in ``scale`` then a random crop back to the input's size: the seed 003 loader's random scale.
+class ScaleCrop:
+    """Random scale in ``scale`` (0.5 to 2 by default) and a random crop back to the window's size: the seed 003
+    loader's random scale (``aug=scale_crop``).
 
-    The image is resampled bilinearly and the mask with nearest neighbour (torchvision v2 picks nearest for a
-    ``Mask`` by itself). A window scaled below its size is placed at a random offset on a canvas padded with 0
-    in the image (the band mean, after normalisation) and ``ignore_index`` in the mask, so padding never trains.
+    The image is resampled bilinearly (antialiased when shrinking) and the mask with nearest neighbour. A window
+    scaled below its size is placed at a random offset on a canvas padded with 0 in the image (the band mean: the
+    batch is normalised by then) and ``ignore_index`` in the mask, so padding never trains. Each window has its own
+    scale, so windows are resized one by one (on the device).
     """
 
     def __init__(self, scale: tuple[float, float] = (0.5, 2.0), ignore_index: int = 255) -> None:
-        super().__init__()
         low, high = float(scale[0]), float(scale[1])
         if not 0 < low <= high:
             raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
         self.scale = (low, high)
         self.ignore_index = ignore_index
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        height, width = image.shape[-2:]
-        factor = float(torch.empty(()).uniform_(*self.scale))
+    def draw(self, generator: torch.Generator, height: int, width: int) -> tuple[int, int, int, int, int, int]:
+        """``(new_h, new_w, src_r, src_c, dst_r, dst_c)``: the scaled size, where the crop starts in the scaled
+        window (when it is larger) and where it lands in the output (when it is smaller)."""
+        factor = _uniform(generator, *self.scale)
         new_h, new_w = max(1, round(height * factor)), max(1, round(width * factor))
-        scaled_image = v2.functional.resize(image, [new_h, new_w], interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
-        scaled_mask = v2.functional.resize(tv_tensors.Mask(mask), [new_h, new_w], interpolation=v2.InterpolationMode.NEAREST)
+        src_r, src_c = _randint(generator, max(new_h - height, 0) + 1), _randint(generator, max(new_w - width, 0) + 1)
+        dst_r, dst_c = _randint(generator, max(height - new_h, 0) + 1), _randint(generator, max(width - new_w, 0) + 1)
+        return new_h, new_w, src_r, src_c, dst_r, dst_c
+
+    def apply(self, image: torch.Tensor, mask: torch.Tensor, draws: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+        height, width = image.shape[-2:]
         out_image = torch.zeros_like(image)
         out_mask = torch.full_like(mask, self.ignore_index)
-        # Source offset (crop) when the scaled window is larger, target offset (pad) when it is smaller.
-        src_r = int(torch.randint(0, max(new_h - height, 0) + 1, ()))
-        src_c = int(torch.randint(0, max(new_w - width, 0) + 1, ()))
-        dst_r = int(torch.randint(0, max(height - new_h, 0) + 1, ()))
-        dst_c = int(torch.randint(0, max(width - new_w, 0) + 1, ()))
-        h, w = min(height, new_h), min(width, new_w)
-        out_image[..., dst_r : dst_r + h, dst_c : dst_c + w] = scaled_image[..., src_r : src_r + h, src_c : src_c + w]
-        out_mask[..., dst_r : dst_r + h, dst_c : dst_c + w] = scaled_mask[..., src_r : src_r + h, src_c : src_c + w]
-        return tv_tensors.wrap(out_image, like=image) if isinstance(image, tv_tensors.Image) else out_image, tv_tensors.Mask(out_mask)
-
-
-class ScaleCrop(JointTransform):
-    """Random scale (0.5 to 2 by default) and crop back to the tile size (``aug=scale_crop``)."""
-
-    def __init__(self, scale: tuple[float, float] = (0.5, 2.0), ignore_index: int = 255) -> None:
-        super().__init__([RandomScaleCrop(tuple(scale), ignore_index)])
+        for position, (new_h, new_w, src_r, src_c, dst_r, dst_c) in enumerate(draws):
+            scaled_image = TF.resize(image[position], [new_h, new_w], interpolation=v2.InterpolationMode.BILINEAR,
+                                     antialias=True)
+            scaled_mask = TF.resize(mask[position][None], [new_h, new_w], interpolation=v2.InterpolationMode.NEAREST)[0]
+            h, w = min(height, new_h), min(width, new_w)
+            out_image[position, :, dst_r : dst_r + h, dst_c : dst_c + w] = scaled_image[:, src_r : src_r + h, src_c : src_c + w]
+            out_mask[position, dst_r : dst_r + h, dst_c : dst_c + w] = scaled_mask[src_r : src_r + h, src_c : src_c + w]
+        return out_image, out_mask
 
 
 class Photometric:
-    """Brightness, contrast, saturation and hue jitter (torchvision's ``ColorJitter``) on the first three bands.
+    """Brightness, contrast, saturation and hue jitter on the first three bands, in that order, with the factors of
+    torchvision's ``ColorJitter`` (brightness ``b`` draws a factor in ``[1-b, 1+b]``, hue a shift in ``[-h, h]``).
 
-    Windows arrive normalised, so the jitter runs on the raw values brought to ``[0, 1]`` (``raw / max_value``:
+    The batch arrives normalised, so the jitter runs on the raw values brought to ``[0, 1]`` (``raw / max_value``:
     255 for 8-bit data; set ``max_value`` for 16-bit) and the result is normalised again with the same ``mean``
     and ``std``; bands after the third (NIR of a 4-band scene) pass unchanged. With fewer than three bands only
-    brightness and contrast apply.
+    brightness and contrast apply (to each band). Brightness, contrast and saturation are batched; hue, which
+    goes through HSV, uses torchvision's ``adjust_hue`` window by window.
     """
 
     def __init__(
@@ -107,27 +136,68 @@ class Photometric:
         max_value: float = 255.0,
         p: float = 1.0,
     ) -> None:
-        self.jitter3 = v2.ColorJitter(brightness, contrast, saturation, hue)
-        self.jitter1 = v2.ColorJitter(brightness, contrast)
+        if not 0 <= hue <= 0.5:
+            raise ValueError(f"hue must be in [0, 0.5], got {hue}")
+        self.ranges = [(max(0.0, 1 - f), 1 + f) for f in (brightness, contrast, saturation)]
+        self.hue = float(hue)
         self.mean = torch.tensor(list(mean), dtype=torch.float32) if mean is not None else None
         self.std = torch.tensor(list(std), dtype=torch.float32) if std is not None else None
         self.max_value = float(max_value)
         self.p = float(p)
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.p < 1 and float(torch.rand(())) >= self.p:
-            return image, mask
-        bands = min(3, image.shape[-3])
-        mean = self.mean[:bands].view(-1, 1, 1) if self.mean is not None else torch.zeros(bands, 1, 1)
-        std = self.std[:bands].view(-1, 1, 1) if self.std is not None else torch.ones(bands, 1, 1)
-        unit = ((image[:bands] * std + mean) / self.max_value).clamp(0, 1)
+    def draw(self, generator: torch.Generator, height: int, width: int) -> tuple[float, float, float, float]:
+        """``(brightness, contrast, saturation, hue)`` factors; the identity ``(1, 1, 1, 0)`` when not applied."""
+        applied = float(torch.rand((), generator=generator)) < self.p
+        factors = [_uniform(generator, low, high) for low, high in self.ranges] + [_uniform(generator, -self.hue, self.hue)]
+        return tuple(factors) if applied else (1.0, 1.0, 1.0, 0.0)
+
+    def _statistics(self, bands: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.mean[:bands] if self.mean is not None else torch.zeros(bands)
+        std = self.std[:bands] if self.std is not None else torch.ones(bands)
+        return mean.to(like).view(1, -1, 1, 1), std.to(like).view(1, -1, 1, 1)
+
+    def apply(self, image: torch.Tensor, mask: torch.Tensor, draws: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+        bands = min(3, image.shape[1])
+        mean, std = self._statistics(bands, image)
+        factors = torch.tensor([list(d) for d in draws], dtype=image.dtype, device=image.device)
+        brightness, contrast, saturation = (factors[:, k].view(-1, 1, 1, 1) for k in range(3))
+        unit = ((image[:, :bands] * std + mean) / self.max_value).clamp(0, 1)
+        unit = (unit * brightness).clamp(0, 1)
+        grey = TF.rgb_to_grayscale(unit) if bands == 3 else unit
+        unit = ((unit - grey.mean((-2, -1), keepdim=True)) * contrast + grey.mean((-2, -1), keepdim=True)).clamp(0, 1)
         if bands == 3:
-            unit = self.jitter3(unit)
-        else:
-            unit = torch.stack([self.jitter1(b[None])[0] for b in unit])
+            grey = TF.rgb_to_grayscale(unit)
+            unit = ((unit - grey) * saturation + grey).clamp(0, 1)
+            for position, draw in enumerate(draws):
+                if draw[3] != 0:
+                    unit[position] = TF.adjust_hue(unit[position], float(draw[3]))
         out = image.clone()
-        out[:bands] = (unit * self.max_value - mean) / std
+        out[:, :bands] = (unit * self.max_value - mean) / std
         return out, mask
+
+
+class JointTransform:
+    """Any torchvision v2 pipeline on ``(image, mask)`` pairs, run window by window on the device.
+
+    torchvision draws from torch's global RNG; each window's pipeline runs under a seed taken from that window's
+    generator, so its draws stay a function of the window index like the batched augmentations'.
+    """
+
+    def __init__(self, transforms: list) -> None:
+        self.pipeline = v2.Compose(list(transforms))
+
+    def draw(self, generator: torch.Generator, height: int, width: int) -> int:
+        return int(torch.randint(0, 2**62, (), generator=generator))
+
+    def apply(self, image: torch.Tensor, mask: torch.Tensor, draws: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+        images, masks = [], []
+        for position, seed in enumerate(draws):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                one_image, one_mask = self.pipeline(tv_tensors.Image(image[position]), tv_tensors.Mask(mask[position]))
+            images.append(one_image.as_subclass(torch.Tensor))
+            masks.append(one_mask.as_subclass(torch.Tensor))
+        return torch.stack(images), torch.stack(masks)
 
 
 class RICAP:
@@ -204,34 +274,23 @@ def is_batch_level(transform) -> bool:
 
 
 class Chain:
-    """Several augmentations in order (``aug=flip_rotate_photometric`` and friends).
-
-    Per-window ones run in the DataLoader workers, in the order given; batch-level ones (RICAP) run afterwards on
-    whole training batches, in the order given.
-    """
+    """Several augmentations in order (``aug=flip_rotate_photometric`` and friends), per-window and batch-level
+    alike: each runs on the output of the one before."""
 
     def __init__(self, transforms: Sequence) -> None:
         self.transforms = [t for t in transforms if t is not None]
-        self.sample_transforms = [t for t in self.transforms if not is_batch_level(t)]
-        self.batch_transforms = [t for t in self.transforms if is_batch_level(t)]
-
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        for transform in self.sample_transforms:
-            image, mask = transform(image, mask)
-        return image, mask
-
-    def apply_batch(self, batch: dict) -> dict:
-        for transform in self.batch_transforms:
-            batch = transform(batch)
-        return batch
 
 
-def split_augment(augment) -> tuple[Callable | None, Callable | None]:
-    """``(per-window augmentation, batch-level augmentation)`` of the ``aug`` config, either of which may be None."""
+def steps(augment) -> list:
+    """The augmentations of an ``aug`` config in the order they run (a ``Chain`` unrolled; none for None)."""
     if augment is None:
-        return None, None
+        return []
     if isinstance(augment, Chain):
-        return (augment if augment.sample_transforms else None), (augment.apply_batch if augment.batch_transforms else None)
-    if is_batch_level(augment):
-        return None, augment
-    return augment, None
+        return [step for transform in augment.transforms for step in steps(transform)]
+    if not (is_batch_level(augment) or (hasattr(augment, "draw") and hasattr(augment, "apply"))):
+        raise TypeError(f"{type(augment).__name__} is not an augmentation rsseg can run on batches: expected draw() and "
+                        f"apply() (see rsseg.data.augment) or a batch-level transform (batch_level = True)")
+    return [augment]
+
+
+__all__ = ["RICAP", "Chain", "FlipRotate", "JointTransform", "Photometric", "ScaleCrop", "is_batch_level", "steps"]

@@ -9,7 +9,6 @@ from typing import Protocol
 import lightning as L
 from torch.utils.data import DataLoader
 
-from rsseg.data.augment import split_augment
 from rsseg.data.dataset import (
     EvenShardSampler,
     GridWindowDataset,
@@ -17,6 +16,7 @@ from rsseg.data.dataset import (
     RandomWindowSampler,
     SceneReader,
 )
+from rsseg.data.device import DeviceBatch
 from rsseg.data.labels import build_decoder
 from rsseg.data.raster import Scene, check_pair, scene_size
 from rsseg.data.resumable import resume_sampler, seed_batch, training_position
@@ -53,8 +53,12 @@ class SegmentationDataModule(L.LightningDataModule):
     and read ``mean``/``std`` from ``stats_file`` through the ``rsseg.stats`` resolver). ``sampling:
     class_balanced`` draws training windows centred on rare classes more often (``rsseg.data.sampling``).
     ``eval_stride`` below ``eval_tile_size`` makes the evaluation grid overlap. ``train_samples_per_epoch: null``
-    makes an epoch as many windows as tile the training split once (the papers' epochs over their tiles). A batch-level augmentation (RICAP,
-    or a ``Chain`` holding one) is applied to training batches in ``on_after_batch_transfer``.
+    makes an epoch as many windows as tile the training split once (the papers' epochs over their tiles).
+
+    Workers only read: batches leave them as raw pixels and uint8 masks, and ``on_after_batch_transfer``
+    normalises them on the device and augments training batches there (:class:`rsseg.data.device.DeviceBatch`).
+    ``pin_memory`` (page-locked host buffers, for asynchronous copies to a GPU) is on where a GPU trains unless
+    set; ``prefetch_factor`` batches per worker are read ahead.
     """
 
     def __init__(
@@ -89,6 +93,8 @@ class SegmentationDataModule(L.LightningDataModule):
         sampling: str = "uniform",
         class_balance: float = 0.5,
         class_balance_cell: int | None = None,
+        pin_memory: bool | None = None,
+        prefetch_factor: int = 2,
     ) -> None:
         super().__init__()
         if sampling not in ("uniform", "class_balanced"):
@@ -115,11 +121,12 @@ class SegmentationDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.seed = seed
-        self.augment, self.batch_augment = split_augment(augment)
+        self.device_batch = DeviceBatch(Normalize(mean, std), augment, seed)
+        self.pin_memory, self.prefetch_factor = pin_memory, prefetch_factor
         self.root, self.stats_file = root, stats_file
         self.eval_stride = eval_stride
         self.sampling, self.class_balance, self.class_balance_cell = sampling, class_balance, class_balance_cell
-        self.reader = SceneReader(self.decode_labels, Normalize(mean, std), self.bands, nodata, ignore_index)
+        self.reader = SceneReader(self.decode_labels, self.bands, nodata, ignore_index)
         self._splits: dict[str, tuple[list[Scene], list[tuple[int, int]]]] = {}
         self._resume_position: dict | None = None
 
@@ -154,11 +161,11 @@ class SegmentationDataModule(L.LightningDataModule):
 
                 self.train_set = ClassBalancedWindowDataset(
                     train, train_sizes, self.reader, self.tile_size, self.train_samples_per_epoch, self.seed,
-                    self.augment, num_classes=self.num_classes, alpha=self.class_balance, cell=self.class_balance_cell,
+                    num_classes=self.num_classes, alpha=self.class_balance, cell=self.class_balance_cell,
                 )
             else:
                 self.train_set = RandomWindowDataset(
-                    train, train_sizes, self.reader, self.tile_size, self.train_samples_per_epoch, self.seed, self.augment
+                    train, train_sizes, self.reader, self.tile_size, self.train_samples_per_epoch, self.seed
                 )
         if stage in ("fit", "validate", None):
             val, val_sizes = self.split_scenes("val")
@@ -172,21 +179,30 @@ class SegmentationDataModule(L.LightningDataModule):
                                               self.in_channels)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        # Batch-level augmentation (RICAP) on training batches only, on the device the batch now lives on.
+        # Every batch is normalised here, on the device it now lives on; training batches are augmented too.
+        batch = self.device_batch.prepare(batch)
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training:
             seed_batch(self.seed, trainer)  # RICAP and dropout draw the same for this batch in a resumed run
-            if self.batch_augment is not None:
-                batch = self.batch_augment(batch)
+            batch = self.device_batch.augment(batch)
         return batch
 
+    def _pin_memory(self) -> bool:
+        if self.pin_memory is not None:
+            return bool(self.pin_memory)
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and getattr(trainer.strategy.root_device, "type", "cpu") == "cuda"
+
     def _loader(self, dataset, batch_size: int, **kwargs) -> DataLoader:
+        workers = self.num_workers > 0
         return DataLoader(
             dataset,
             batch_size=batch_size,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            multiprocessing_context=worker_start_method() if self.num_workers > 0 else None,
+            persistent_workers=workers,
+            prefetch_factor=self.prefetch_factor if workers else None,
+            pin_memory=self._pin_memory(),
+            multiprocessing_context=worker_start_method() if workers else None,
             **kwargs,
         )
 

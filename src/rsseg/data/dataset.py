@@ -16,31 +16,35 @@ from rasterio.windows import Window
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from rsseg.data.raster import RasterPool, Scene, nodata_mask, read_label_window, read_window
-from rsseg.data.resumable import window_generator_seed
-from rsseg.data.transforms import Normalize
 from rsseg.errors import DataError
 from rsseg.runtime.console import warn
 
-Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# Raster dtypes torch cannot collate or convert everywhere travel in the next wider type it can.
+_TRANSPORT_DTYPES = {np.dtype("uint16"): np.int32, np.dtype("uint32"): np.int64, np.dtype("int8"): np.int16,
+                     np.dtype("float64"): np.float32, np.dtype("float16"): np.float32}
+
+
+def transport_dtype(dtype) -> np.dtype:
+    """The dtype a raster's pixels travel in from the workers to the device: their own where torch has it."""
+    return np.dtype(_TRANSPORT_DTYPES.get(np.dtype(dtype), dtype))
 
 
 class SceneReader:
-    """Reads an image window (normalised float32) and its label window (class indices) from a scene.
+    """Reads an image window (raw pixels, in the raster's own dtype) and its label window (class indices, uint8)
+    from a scene. Normalisation and augmentation happen later, on the device (:mod:`rsseg.data.device`).
 
     Pixels that are nodata in the image (or outside the scene, or NaN or infinite in any band) get ``ignore_index``
-    in the label, so the loss and the metrics never see them; NaN and inf become 0 (the band mean) in the image.
+    in the label, so the loss and the metrics never see them; NaN and inf become 0 (the band mean) on the device.
     """
 
     def __init__(
         self,
         decode_labels: Callable[[np.ndarray, str], np.ndarray] | None,
-        normalize: Normalize,
         bands: Sequence[int] | None = None,
         nodata: float | None = None,
         ignore_index: int = 255,
     ) -> None:
         self.decode_labels = decode_labels
-        self.normalize = normalize
         self.bands = list(bands) if bands else None
         self.nodata = nodata
         self.ignore_index = ignore_index
@@ -62,11 +66,15 @@ class SceneReader:
         missing = nodata_mask(handle, pixels, self.nodata)
         if missing is not None:
             label[missing] = self.ignore_index
-        image = self.normalize(pixels.astype(np.float32))
         if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
             warn(f"{scene.image}: NaN or infinite pixels; treated as nodata (ignored by the loss and the metrics)")
-            image = torch.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
-        return image, torch.from_numpy(label.astype(np.int64))
+        return torch.from_numpy(pixels.astype(transport_dtype(pixels.dtype), copy=False)), torch.from_numpy(label)
+
+    def pixel_dtype(self, scene: Scene) -> torch.dtype:
+        """The torch dtype :meth:`read` returns for this scene's image."""
+        handle = self.pool.get(scene.image)
+        index = (self.bands or [1])[0] - 1
+        return torch.from_numpy(np.zeros(0, transport_dtype(handle.dtypes[index]))).dtype
 
 
 def _read_or_fail(path, window: Window, read: Callable[[], np.ndarray]) -> np.ndarray:
@@ -137,7 +145,6 @@ class RandomWindowDataset(Dataset):
         tile_size: int,
         samples_per_epoch: int,
         seed: int = 0,
-        augment: Augment | None = None,
     ) -> None:
         if not scenes:
             raise ValueError("no scenes to sample training windows from")
@@ -147,7 +154,6 @@ class RandomWindowDataset(Dataset):
         self.tile_size = int(tile_size)
         self.samples_per_epoch = int(samples_per_epoch)
         self.seed = int(seed)
-        self.augment = augment
         areas = np.array([h * w for h, w in self.sizes], dtype=np.float64)
         self.scene_weights = areas / areas.sum()
 
@@ -166,10 +172,6 @@ class RandomWindowDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         scene, window = self.window(index)
         image, mask = self.reader.read(self.scenes[scene], window)
-        if self.augment is not None:  # seeded by the window, so a resumed or re-sharded run draws the same
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(window_generator_seed(self.seed, index))
-                image, mask = self.augment(image, mask)
         return {"image": image, "mask": mask, "index": int(index)}
 
 
@@ -229,8 +231,8 @@ class GridWindowDataset(Dataset):
             raise ValueError("a padding window needs in_channels")
         size = self.tile_size
         return {
-            "image": torch.zeros(self.in_channels, size, size),
-            "mask": torch.full((size, size), self.reader.ignore_index, dtype=torch.int64),
+            "image": torch.zeros(self.in_channels, size, size, dtype=self.reader.pixel_dtype(self.scenes[0])),
+            "mask": torch.full((size, size), self.reader.ignore_index, dtype=torch.uint8),
             "scene": -1,
         }
 

@@ -10,7 +10,7 @@ the uninterrupted one would have.
 The other random draws of a training step (per-window augmentation, RICAP, dropout) would depend on everything
 drawn before them in the process, which a resumed run does not replay. So they are seeded from their position
 instead: a window's augmentation from ``(seed, window index)`` (:func:`window_generator_seed`, in
-``RandomWindowDataset``), a batch's RICAP and dropout from ``(seed, batch number, rank)`` (:func:`seed_batch`).
+:class:`~rsseg.data.device.DeviceBatch`), a batch's RICAP and dropout from ``(seed, batch number, rank)`` (:func:`seed_batch`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from rasterio.windows import Window
 
-from rsseg.data.dataset import Augment, RandomWindowDataset, SceneReader
+from rsseg.data.dataset import RandomWindowDataset, SceneReader
 from rsseg.data.raster import Scene, open_raster, read_label_decimated
 
 log = logging.getLogger(__name__)
@@ -69,12 +69,11 @@ class ClassBalancedWindowDataset(RandomWindowDataset):
         tile_size: int,
         samples_per_epoch: int,
         seed: int = 0,
-        augment: Augment | None = None,
         num_classes: int | None = None,
         alpha: float = 0.5,
         cell: int | None = None,
     ) -> None:
-        super().__init__(scenes, sizes, reader, tile_size, samples_per_epoch, seed, augment)
+        super().__init__(scenes, sizes, reader, tile_size, samples_per_epoch, seed)
         if reader.decode_labels is None:
             raise ValueError("class-balanced sampling needs a label decoder")
         self.alpha = float(alpha)

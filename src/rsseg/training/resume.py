@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 VOLATILE = (
     "paths", "resume", "ckpt_path", "logger", "data.root", "data.scenes.root", "data.num_workers",
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "callbacks.rich_progress_bar",
-    "callbacks.model_summary",
+    "callbacks.model_summary", "data.cache", "data.cache_dir",
 )
 # Keys newer than some stored configs, with the values under which a run computes what a run stored without them
 # computed: the split keys the synthetic scenes and the protocols gained when validation stopped being the test
@@ -48,6 +48,7 @@ ADDED_KEYS = {
     "data.scenes.split": "standard", "data.scenes.train_labels": "full", "data.scenes.eval_labels": "eroded",
     "data.scenes.split_file": None, "data.scenes.split_seed": 0, "data.scenes.split_tile_size": 512,
     "data.scenes.train_fraction": 0.8, "data.scenes.val_fraction": 0.1, "data.scenes.select_on": "val",
+    "channels_last": "auto", "compile": False,
 }
 # Model keys that only say where initial weights came from; a checkpoint's weights replace them.
 WEIGHT_SOURCES = ("pretrained", "encoder_weights")

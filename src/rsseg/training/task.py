@@ -11,6 +11,7 @@ from torch import nn
 
 from rsseg.errors import ConfigError
 from rsseg.metrics import SceneConfusion, SegmentationMetrics, argmax_classes, flatten_for_logging
+from rsseg.training.speed import apply_to_model, input_layout
 
 STAGES = ("train", "val", "test")
 
@@ -25,6 +26,8 @@ class SegmentationTask(L.LightningModule):
 
     Validation and test keep, beside the stage's confusion matrix, one matrix per scene of the split (when the
     batches carry a ``"scene"`` index): ``stage_scenes[stage]`` lists ``{"name", "confusion"}`` per scene.
+
+    ``channels_last`` and ``compile_model`` are the run's speed settings (:mod:`rsseg.training.speed`).
     """
 
     def __init__(
@@ -38,8 +41,11 @@ class SegmentationTask(L.LightningModule):
         ignore_index: int = 255,
         exclude_from_mean: Sequence[str] = (),
         cfg: dict | None = None,
+        channels_last: bool = False,
+        compile_model: bool = False,
     ) -> None:
         super().__init__()
+        self.channels_last, self.compile_model = bool(channels_last), bool(compile_model)
         self.model = model
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -57,8 +63,11 @@ class SegmentationTask(L.LightningModule):
         self.stage_scenes: dict[str, list[dict]] = {}
         self.save_hyperparameters({"cfg": cfg or {}})
 
+    def configure_model(self) -> None:
+        apply_to_model(self.model, self.channels_last, self.compile_model)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        output = self.model(image)
+        output = self.model(input_layout(image, self.channels_last))
         return output["out"] if isinstance(output, dict) else output
 
     def _loss(self, output: torch.Tensor | dict, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +83,7 @@ class SegmentationTask(L.LightningModule):
         return loss, logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, logits = self._loss(self.model(batch["image"]), batch["mask"])
+        loss, logits = self._loss(self.model(input_layout(batch["image"], self.channels_last)), batch["mask"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
         self.metrics["train_metrics"].update(logits.detach(), batch["mask"])
         return loss

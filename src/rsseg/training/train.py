@@ -22,7 +22,7 @@ from rsseg.models.hub import build_model, instantiate_model
 from rsseg.models.profile import count_gflops, model_size
 from rsseg.runtime.preflight import check_accelerator, check_training_data, check_training_outputs
 from rsseg.runtime.results import write_results
-from rsseg.training import distributed, loggers, sweep
+from rsseg.training import distributed, loggers, speed, sweep
 from rsseg.training.callbacks.throughput import TrainThroughput
 from rsseg.training.resume import prepare_resume
 from rsseg.training.task import SegmentationTask, check_class_count
@@ -183,6 +183,8 @@ def _fit_and_evaluate(cfg: DictConfig) -> dict:
         ignore_index=cfg.data.ignore_index,
         exclude_from_mean=cfg.data.get("exclude_from_mean", []),
         cfg=resolved,
+        channels_last=speed.use_channels_last(cfg),
+        compile_model=bool(cfg.get("compile", False)),
     )
     record = run_record(cfg)
     throughput = TrainThroughput()
@@ -203,7 +205,7 @@ def _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started
     resume.continue_loggers(job_loggers)
     distributed.start_workers_from(resolved)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=job_loggers or False,
-                                     **distributed.trainer_arguments(cfg.trainer))
+                                     precision=speed.trainer_precision(cfg), **distributed.trainer_arguments(cfg.trainer))
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume.checkpoint)
 
     # Report the checkpoint a user would keep: the best by val mIoU when one was saved.
