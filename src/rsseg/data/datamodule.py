@@ -10,6 +10,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from rsseg.data.augment import split_augment
+from rsseg.data.cache import ReadCache
 from rsseg.data.dataset import (
     EvenShardSampler,
     GridWindowDataset,
@@ -18,7 +19,7 @@ from rsseg.data.dataset import (
     SceneReader,
 )
 from rsseg.data.labels import build_decoder
-from rsseg.data.raster import Scene, check_pair, scene_size
+from rsseg.data.raster import RasterPool, Scene, check_pair, scene_size
 from rsseg.data.resumable import resume_sampler, seed_batch, training_position
 from rsseg.data.transforms import Normalize
 from rsseg.errors import ConfigError, DataError
@@ -55,6 +56,10 @@ class SegmentationDataModule(L.LightningDataModule):
     ``eval_stride`` below ``eval_tile_size`` makes the evaluation grid overlap. ``train_samples_per_epoch: null``
     makes an epoch as many windows as tile the training split once (the papers' epochs over their tiles). A batch-level augmentation (RICAP,
     or a ``Chain`` holding one) is applied to training batches in ``on_after_batch_transfer``.
+    ``cache`` reads rasters that are slow to read in windows (JPEG, PNG, striped or compressed GeoTIFF) from
+    decoded copies under ``<cache_dir>/rasters`` (:mod:`rsseg.data.cache`; ``cache_dir`` null: ``$RSSEG_CACHE`` or
+    ``~/.cache/rsseg``), built in this process when a split is first checked, so DataLoader workers only open
+    finished files.
     """
 
     def __init__(
@@ -89,6 +94,8 @@ class SegmentationDataModule(L.LightningDataModule):
         sampling: str = "uniform",
         class_balance: float = 0.5,
         class_balance_cell: int | None = None,
+        cache: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if sampling not in ("uniform", "class_balanced"):
@@ -119,7 +126,9 @@ class SegmentationDataModule(L.LightningDataModule):
         self.root, self.stats_file = root, stats_file
         self.eval_stride = eval_stride
         self.sampling, self.class_balance, self.class_balance_cell = sampling, class_balance, class_balance_cell
-        self.reader = SceneReader(self.decode_labels, Normalize(mean, std), self.bands, nodata, ignore_index)
+        self.read_cache = ReadCache(cache_dir) if cache else None
+        self.reader = SceneReader(self.decode_labels, Normalize(mean, std), self.bands, nodata, ignore_index,
+                                  pool=RasterPool(self.read_cache))
         self._splits: dict[str, tuple[list[Scene], list[tuple[int, int]]]] = {}
         self._resume_position: dict | None = None
 
@@ -135,6 +144,8 @@ class SegmentationDataModule(L.LightningDataModule):
                 if key not in checked:
                     checked[key] = check_pair(Scene(scene.image, scene.label, scene.name), self.in_channels, self.bands, needed)
                 sizes.append(scene_size(scene, checked[key]))
+            if self.read_cache is not None:  # built here, once, so that DataLoader workers only open finished files
+                self.read_cache.ensure_all(path for scene in scenes for path in (scene.image, scene.label))
             self._splits[name] = (scenes, sizes)
         return self._splits[name]
 
