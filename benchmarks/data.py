@@ -8,9 +8,16 @@ the real data path (``conf/data/geotiff.yaml`` -> SegmentationDataModule -> Rand
 * the model's consumption rate: images/s of a full train step (forward, backward, Adam step) at the same tile size
   and batch, on CPU;
 * peak memory (RSS) of a fresh process reading windows from scenes of different sizes: it must not grow with the
-  scene size, since no scene is ever read whole.
+  scene size, since no scene is ever read whole;
+* windows/s per core by format: random RGB windows in one process from the largest Dubai JPEG (when
+  ``../shared/data/dubai_aerial`` is beside the checkout), a striped deflate GeoTIFF and a tiled uncompressed
+  GeoTIFF (generated), each read directly and through the read cache (``rsseg.data.cache``), beside the train
+  step's consumption.
 
-Run: ``python benchmarks/data.py [--sizes 5000 10000] [--tile 512] [--batch 8] [--windows 160] [--model smp_deeplabv3plus]``
+The training path reads through the read cache (``data.cache``, kept under the work folder here).
+
+Run: ``python benchmarks/data.py [--sizes 5000 10000] [--tile 512] [--batch 8] [--windows 160] [--model smp_deeplabv3plus]
+[--format-size 4096] [--quick]`` (``--quick``: small scenes and few windows, a smoke run of every measure)
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
+DUBAI = REPO.parent / "shared" / "data" / "dubai_aerial"
 PALETTE = [(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)]
 
 
@@ -68,6 +77,7 @@ def datamodule(folder: Path, tile: int, batch: int, workers: int, windows: int):
         "data.palette=" + json.dumps([list(c) for c in PALETTE]).replace(" ", ""),
         "data.scenes.splits={train:[scene],val:[scene]}", f"data.tile_size={tile}", f"data.batch_size={batch}",
         f"data.num_workers={workers}", f"data.train_samples_per_epoch={windows}",
+        f"data.cache_dir={folder.parent / 'read_cache'}",
     ])
     dm = instantiate(cfg.data, augment=None)
     dm.setup("fit")
@@ -133,8 +143,85 @@ def peak_rss_child(folder: Path, tile: int, batch: int, windows: int) -> dict:
         "print(json.dumps({'rate': rate, 'peak_mib': bench.peak_rss_mib()}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def write_format(path: Path, size: int, strip: int = 256, **layout) -> Path:
+    """A ``size`` x ``size`` RGB GeoTIFF in ``layout`` (striped deflate, tiled ...), written strip by strip."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    cols = np.arange(size)
+    with rasterio.open(path, "w", driver="GTiff", height=size, width=size, count=3, dtype="uint8", crs="EPSG:32650",
+                       transform=from_origin(500000, 3400000, 0.5, 0.5), **layout) as dst:
+        for row in range(0, size, strip):
+            rows = np.arange(row, min(row + strip, size))
+            base = 96 + 60 * np.sin(rows[:, None] / 40.0) * np.cos(cols[None, :] / 55.0)  # compresses like imagery
+            pixels = base[None] + rng.integers(0, 24, (3, len(rows), size))
+            dst.write(np.clip(pixels, 0, 255).astype(np.uint8), window=Window(0, row, size, len(rows)))
+    return path
+
+
+def window_rate(path: Path, opener, tile: int, windows: int) -> float:
+    """Random ``tile`` x ``tile`` windows/s of bands 1-3 read in this process from ``opener(path)``."""
+    from rasterio.windows import Window
+
+    from rsseg.data.raster import read_window
+
+    rng = np.random.default_rng(0)
+    with opener(path) as handle:
+        side = min(tile, handle.height, handle.width)
+        offsets = [(int(rng.integers(0, handle.height - side + 1)), int(rng.integers(0, handle.width - side + 1)))
+                   for _ in range(windows)]
+        read_window(handle, Window(0, 0, side, side), [1, 2, 3])  # opening costs aside
+        start = time.perf_counter()
+        for row, col in offsets:
+            read_window(handle, Window(col, row, side, side), [1, 2, 3])
+        return windows / (time.perf_counter() - start)
+
+
+def format_rates(work: Path, size: int, tile: int, windows: int) -> list[tuple[str, float, float | None]]:
+    """(format, direct windows/s, read-cache windows/s or None where the cache reads the source directly)."""
+    import rasterio
+
+    from rsseg.data.cache import ReadCache
+    from rsseg.data.raster import open_raster
+
+    sources = []
+    jpegs = sorted(DUBAI.glob("Tile_*/images/*.jpg"), key=lambda p: -p.stat().st_size) if DUBAI.is_dir() else []
+    if jpegs:
+        with rasterio.open(jpegs[0]) as handle:
+            sources.append((f"Dubai JPEG {handle.width} x {handle.height} (largest)", jpegs[0]))
+    else:
+        print(f"note: {DUBAI} is absent: the Dubai JPEG row is left out")
+    folder = work / "formats"
+    sources.append((f"striped deflate GeoTIFF {size} x {size}",
+                    write_format(folder / f"striped_deflate_{size}.tif", size, compress="deflate")))
+    sources.append((f"tiled uncompressed GeoTIFF {size} x {size}",
+                    write_format(folder / f"tiled_{size}.tif", size, tiled=True, blockxsize=256, blockysize=256)))
+    cache = ReadCache(work / "read_cache")
+    rows = []
+    for name, path in sources:
+        direct = window_rate(path, open_raster, tile, windows)
+        cached = window_rate(path, cache.open, tile, windows) if cache.ensure(path) is not None else None
+        rows.append((name, direct, cached))
+    return rows
+
+
+def print_format_table(rows, tile: int, consumption: float, batch: int, model: str) -> None:
+    width = max(len(r[0]) for r in rows)
+    print(f"\nwindows/s per core by format ({tile} x {tile} RGB windows at random, one process)")
+    print(f"{'format'.ljust(width)}  {'direct':>10}  {'read cache':>14}")
+    for name, direct, cached in rows:
+        shown = f"{cached:14.1f}" if cached is not None else f"{'(not cached)':>14}"
+        print(f"{name.ljust(width)}  {direct:10.1f}  {shown}")
+    print(f"{'train step consumption'.ljust(width)}  {consumption:10.2f}  images/s ({model}, batch {batch}, CPU)")
 
 
 def main() -> None:
@@ -146,7 +233,13 @@ def main() -> None:
     parser.add_argument("--model", default="smp_deeplabv3plus")
     parser.add_argument("--steps", type=int, default=2, help="timed train steps (after one warm-up step)")
     parser.add_argument("--workdir", default=None, help="where to generate the scenes (default: a temporary folder)")
+    parser.add_argument("--format-size", type=int, default=4096, help="side of the generated striped and tiled rasters")
+    parser.add_argument("--format-windows", type=int, default=200, help="windows timed per format and way of reading")
+    parser.add_argument("--quick", action="store_true", help="small scenes and few windows: a smoke run of every measure")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.tile, args.batch, args.windows, args.steps = [1024], 256, 2, 8, 1
+        args.format_size, args.format_windows = 1024, 8
 
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="rsseg-bench-data-"))
     print(f"cpu cores: {os.cpu_count()}; tile {args.tile}, batch {args.batch}; scenes under {work}")
@@ -168,7 +261,7 @@ def main() -> None:
         memory.append((size, result))
     for workers in (0, 2):
         rate = loader_rate(largest, args.tile, args.batch, workers, args.windows)
-        rows.append((f"DataLoader, {workers} workers ({max(args.sizes)} px scene)", f"{rate:.1f} windows/s"))
+        rows.append((f"DataLoader, {workers} workers ({max(args.sizes)} px scene, read cache)", f"{rate:.1f} windows/s"))
     consumption = model_rate(args.model, args.tile, args.batch, args.steps)
     rows.append((f"train step of {args.model}, batch {args.batch} (CPU)", f"{consumption:.2f} images/s"))
     for size, result in memory:
@@ -182,6 +275,8 @@ def main() -> None:
     print(f"peak RSS ratio {memory[-1][0]} / {memory[0][0]} px scene: {ratio:.2f} (scene area ratio "
           f"{(memory[-1][0] / memory[0][0]) ** 2:.1f})")
     print(f"loading headroom: {rows[1][1].split()[0]} windows/s with 2 workers vs {consumption:.2f} images/s consumed")
+    print_format_table(format_rates(work, args.format_size, args.tile, args.format_windows), args.tile, consumption,
+                       args.batch, args.model)
 
 
 if __name__ == "__main__":

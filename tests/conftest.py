@@ -33,9 +33,10 @@ def shared() -> Path:
     return SHARED
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def cache_dir(tmp_path_factory) -> Path:
-    """One synthetic-data cache for the whole session, outside the user's real cache."""
+    """One synthetic-data and read cache for the whole session, outside the user's real cache (every test gets
+    it: a datamodule built without ``paths.cache_dir`` would otherwise write its read cache under ~/.cache)."""
     path = tmp_path_factory.mktemp("rsseg-cache")
     os.environ["RSSEG_CACHE"] = str(path)
     return path

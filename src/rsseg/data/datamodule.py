@@ -9,6 +9,7 @@ from typing import Protocol
 import lightning as L
 from torch.utils.data import DataLoader
 
+from rsseg.data.cache import ReadCache
 from rsseg.data.dataset import (
     EvenShardSampler,
     GridWindowDataset,
@@ -18,7 +19,7 @@ from rsseg.data.dataset import (
 )
 from rsseg.data.device import DeviceBatch
 from rsseg.data.labels import build_decoder
-from rsseg.data.raster import Scene, check_pair, scene_size
+from rsseg.data.raster import RasterPool, Scene, check_pair, scene_size
 from rsseg.data.resumable import resume_sampler, seed_batch, training_position
 from rsseg.data.transforms import Normalize
 from rsseg.errors import ConfigError, DataError
@@ -59,6 +60,10 @@ class SegmentationDataModule(L.LightningDataModule):
     normalises them on the device and augments training batches there (:class:`rsseg.data.device.DeviceBatch`).
     ``pin_memory`` (page-locked host buffers, for asynchronous copies to a GPU) is on where a GPU trains unless
     set; ``prefetch_factor`` batches per worker are read ahead.
+    ``cache`` reads rasters that are slow to read in windows (JPEG, PNG, striped or compressed GeoTIFF) from
+    decoded copies under ``<cache_dir>/rasters`` (:mod:`rsseg.data.cache`; ``cache_dir`` null: ``$RSSEG_CACHE`` or
+    ``~/.cache/rsseg``), built in this process when a split is first checked, so DataLoader workers only open
+    finished files.
     """
 
     def __init__(
@@ -95,6 +100,8 @@ class SegmentationDataModule(L.LightningDataModule):
         class_balance_cell: int | None = None,
         pin_memory: bool | None = None,
         prefetch_factor: int = 2,
+        cache: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if sampling not in ("uniform", "class_balanced"):
@@ -126,7 +133,8 @@ class SegmentationDataModule(L.LightningDataModule):
         self.root, self.stats_file = root, stats_file
         self.eval_stride = eval_stride
         self.sampling, self.class_balance, self.class_balance_cell = sampling, class_balance, class_balance_cell
-        self.reader = SceneReader(self.decode_labels, self.bands, nodata, ignore_index)
+        self.read_cache = ReadCache(cache_dir) if cache else None
+        self.reader = SceneReader(self.decode_labels, self.bands, nodata, ignore_index, pool=RasterPool(self.read_cache))
         self._splits: dict[str, tuple[list[Scene], list[tuple[int, int]]]] = {}
         self._resume_position: dict | None = None
 
@@ -142,6 +150,8 @@ class SegmentationDataModule(L.LightningDataModule):
                 if key not in checked:
                     checked[key] = check_pair(Scene(scene.image, scene.label, scene.name), self.in_channels, self.bands, needed)
                 sizes.append(scene_size(scene, checked[key]))
+            if self.read_cache is not None:  # built here, once, so that DataLoader workers only open finished files
+                self.read_cache.ensure_all(path for scene in scenes for path in (scene.image, scene.label))
             self._splits[name] = (scenes, sizes)
         return self._splits[name]
 

@@ -43,12 +43,13 @@ class SceneReader:
         bands: Sequence[int] | None = None,
         nodata: float | None = None,
         ignore_index: int = 255,
+        pool: RasterPool | None = None,
     ) -> None:
         self.decode_labels = decode_labels
         self.bands = list(bands) if bands else None
         self.nodata = nodata
         self.ignore_index = ignore_index
-        self.pool = RasterPool()
+        self.pool = pool if pool is not None else RasterPool()  # a pool with a read cache reads decoded copies
 
     def read(self, scene: Scene, window: Window) -> tuple[torch.Tensor, torch.Tensor]:
         """``window`` is in the scene's pixels: for a scene that is a part of a raster, relative to that part."""

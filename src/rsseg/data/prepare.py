@@ -11,6 +11,8 @@
    ``data.root``), which ``protocol=manifest protocol.split_file=<it>`` reads back.
 4. With ``tiles.write=true``: ``tiles.size`` tiles without overlap (remainders dropped; a 6800 x 7200 GID scene
    gives 13 x 14 = 182) as GeoTIFFs under ``tiles/<split>/{images,labels}`` with their own ``splits.json``.
+5. The read cache (``data.cache``, :mod:`rsseg.data.cache`): every image and label that is slow to read in windows
+   decoded into its tiled copy, so that the first training run starts at full speed; its size goes to the report.
 
 Every file is written atomically: a temporary name in the target folder, then a rename; the tiles go into a
 temporary folder renamed to ``tiles/`` once all are written, so an interrupted run leaves no partial tile set.
@@ -179,6 +181,19 @@ def _atomic_raster(path: Path, pixels: np.ndarray, profile: dict, source: Path) 
         dst.write(pixels)
 
 
+def build_read_cache(scenes: dict[str, list[Scene]], cache_dir: str | None) -> dict:
+    """The read cache entries of every image and label of every split, built now; where they are and their size."""
+    from rsseg.data.cache import ReadCache
+
+    cache = ReadCache(cache_dir)
+    sources = (path for split in scenes.values() for scene in split for path in (scene.image, scene.label))
+    entries = cache.ensure_all(sources, progress=True)
+    cached = {entry for entry in entries.values() if entry is not None}
+    return {"folder": str(cache.folder), "rasters": len(cached),
+            "mb": round(sum(entry.stat().st_size for entry in cached) / 1e6, 1),
+            "read_directly": sum(entry is None for entry in entries.values())}
+
+
 def problem_report(problems: list[str], root) -> str:
     """One problem as the error line itself; several as a count followed by one indented line each."""
     if len(problems) == 1:
@@ -280,6 +295,7 @@ def run_prepare(cfg: DictConfig) -> dict:
              f"training)")
     if problems:
         raise DataError(problem_report(problems, getattr(source, "root", "the dataset")))
+    read_cache = build_read_cache(scenes, data.get("cache_dir")) if data.get("cache", True) else None
 
     names = list(data.class_names)
     report: dict = {
@@ -291,6 +307,8 @@ def run_prepare(cfg: DictConfig) -> dict:
         "splits": {name: len(splits[name]) for name in SPLITS},
         "nonfinite_pixels": scan.nonfinite,
     }
+    if read_cache is not None:
+        report["read_cache"] = read_cache
     if cfg.get("check_pixels", True):
         if stats.count == 0:
             raise DataError(f"no valid pixel in the {stats_split} split: cannot compute band statistics")
@@ -334,6 +352,10 @@ def _print_report(report: dict, out: Path, path: Path) -> None:
     if "mean" in report:
         lines.append(f"band mean {report['mean']}  std {report['std']}  ({report['pixels']:,} {report['stats_split']} pixels)")
         lines.append("class frequencies (train): " + ", ".join(f"{k} {v:.4f}" for k, v in report["class_frequencies"].items()))
+    if "read_cache" in report:
+        cache = report["read_cache"]
+        direct = f"; {cache['read_directly']} read directly (uncompressed tiled GeoTIFFs)" if cache["read_directly"] else ""
+        lines.append(f"read cache: {cache['rasters']} rasters, {cache['mb']:,.1f} MB under {cache['folder']}{direct}")
     if "tiles" in report:
         lines.append("tiles written: " + ", ".join(f"{k} {v}" for k, v in report["tiles"].items()) + f" under {out / 'tiles'}")
     lines.append(f"wrote {path} and {out / 'splits.json'}; train with data.stats_file={path}")

@@ -6,6 +6,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import rasterio
@@ -50,16 +51,26 @@ class Scene:
             object.__setattr__(self, "name", Path(self.image).stem)
 
 
+class RasterOpener(Protocol):
+    """What opens a raster for :class:`RasterPool` instead of :func:`open_raster`: the read cache
+    (:class:`rsseg.data.cache.ReadCache`), which hands back a decoded copy of a slow-to-read raster."""
+
+    def open(self, path: Path) -> rasterio.DatasetReader: ...
+
+
 class RasterPool:
     """Open rasterio datasets kept per process.
 
     DataLoader workers are forked from the main process; a GDAL handle must not be shared across processes, so
-    the pool notices a new process id and opens its own handles there.
+    the pool notices a new process id and opens its own handles there. With a ``cache``, a raster that is slow to
+    read in windows is opened through its cached copy: the same pixels, bands, nodata and colour table, so callers
+    read it as they would the source (and name the source in their errors).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cache: RasterOpener | None = None) -> None:
         self._pid = os.getpid()
         self._open: dict[Path, rasterio.DatasetReader] = {}
+        self.cache = cache
 
     def get(self, path: Path) -> rasterio.DatasetReader:
         if os.getpid() != self._pid:
@@ -67,7 +78,7 @@ class RasterPool:
             self._pid = os.getpid()
         handle = self._open.get(path)
         if handle is None:
-            handle = open_raster(path)
+            handle = self.cache.open(path) if self.cache is not None else open_raster(path)
             self._open[path] = handle
         return handle
 
@@ -78,7 +89,7 @@ class RasterPool:
         self._open = {}
 
     def __getstate__(self) -> dict:
-        return {"_pid": -1, "_open": {}}  # handles never travel to another process
+        return {"_pid": -1, "_open": {}, "cache": self.cache}  # handles never travel to another process
 
 
 def open_raster(path: str | Path) -> rasterio.DatasetReader:

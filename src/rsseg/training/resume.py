@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 # Keys whose value does not change what a run computes: where it writes, how it resumes, what it logs.
 VOLATILE = (
-    "paths", "resume", "ckpt_path", "logger", "data.root", "data.scenes.root", "data.num_workers",
+    "paths", "resume", "ckpt_path", "logger", "data.root", "data.scenes.root", "data.num_workers", "data.cache",
+    "data.cache_dir",
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "callbacks.rich_progress_bar",
     "callbacks.model_summary", "data.cache", "data.cache_dir",
 )
