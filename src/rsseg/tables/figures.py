@@ -186,7 +186,6 @@ class ValidationTiles:
 
         from rsseg.data.dataset import GridWindowDataset, SceneReader
         from rsseg.data.raster import open_raster, scene_size
-        from rsseg.data.transforms import Normalize
         from rsseg.evaluation.scenes import scenes_for_model
 
         mean_std = {"mean": spec.mean, "std": spec.std, "in_channels": spec.in_channels}
@@ -196,8 +195,7 @@ class ValidationTiles:
         for scene in scenes:
             with open_raster(scene.image) as handle:
                 sizes.append(scene_size(scene, (handle.height, handle.width)))
-        identity = Normalize([0.0] * spec.in_channels, [1.0] * spec.in_channels)  # keep the raw values
-        reader = SceneReader(decoder, identity, bands, nodata, int(stored.data.get("ignore_index", 255)))
+        reader = SceneReader(decoder, bands, nodata, int(stored.data.get("ignore_index", 255)))  # raw values
         grid = GridWindowDataset(scenes, sizes, reader, spec.tile_size)
         picked = spread_over_scenes(grid.items, sizes, spec.tile_size, count)
         items = [grid[i] for i in picked]
