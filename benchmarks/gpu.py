@@ -14,7 +14,7 @@ Three tables, in one run that finishes in under 5 minutes on a current GPU:
     python benchmarks/gpu.py                              # on a GPU
     python benchmarks/gpu.py --device cpu --quick         # the same tables, small, on a CPU (tests run this)
 
-``--quick`` shrinks every size (64 px tiles, batch 2, a 1,024 px scene, 0 and 2 workers) and leaves out
+``--quick`` shrinks every size (64 px tiles, batch 2, a 512 px scene, 0 and 2 workers) and leaves out
 torch.compile unless ``--compile`` is given (compiling two networks for a CPU takes minutes).
 """
 
@@ -99,10 +99,10 @@ def loader_rate(workers: int, cache: bool, args, cache_dir: Path) -> float | Non
 
     from rsseg.config import compose_config
 
-    if not DUBAI.is_dir():
+    if not args.dubai.is_dir():
         return None
     cfg = compose_config("train", [
-        "data=dubai", f"data.root={DUBAI}", f"data.num_workers={workers}", f"data.tile_size={args.loader_tile}",
+        "data=dubai", f"data.root={args.dubai}", f"data.num_workers={workers}", f"data.tile_size={args.loader_tile}",
         f"data.batch_size={args.batch}", f"data.train_samples_per_epoch={args.batch * args.loader_batches}",
         f"data.cache={str(cache).lower()}", f"data.cache_dir={cache_dir}", f"paths.output_dir={cache_dir / 'run'}",
         "aug=none",
@@ -164,13 +164,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a CPU or a smoke test")
     parser.add_argument("--compile", action="store_true", help="with --quick: keep the torch.compile rows")
     parser.add_argument("--json", type=Path, help="also write every row to this file")
+    parser.add_argument("--dubai", type=Path, default=DUBAI, help="the Dubai aerial set (data=dubai's layout)")
     args = parser.parse_args()
     device = torch.device(args.device)
     quick = args.quick
     args.tile, args.batch = (64, 2) if quick else (512, 16)
     args.steps, args.warmup = (2, 1) if quick else (20, 5)
     args.loader_tile, args.loader_batches = (64, 4) if quick else (512, 40)
-    args.scene, args.predict_batch = (1024, 4) if quick else (20000, 32)
+    args.scene, args.predict_batch = (512, 4) if quick else (20000, 32)
     workers = (0, 2) if quick else (8, 16)
     settings = [s for s in SETTINGS if not (quick and SETTINGS[s][2] and not args.compile)]
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), torch "
@@ -192,7 +193,7 @@ def main() -> None:
                 loading.append({"source": "cache" if cache else "JPEG", "workers": count,
                                 "windows_s": None if windows is None else round(windows, 1),
                                 "vs_training": None if windows is None else round(windows / consumption, 2)})
-        note = "" if DUBAI.is_dir() else f" (no {DUBAI}: not measured)"
+        note = "" if args.dubai.is_dir() else f" (no {args.dubai}: not measured)"
         print_table(f"Loading {args.loader_tile} px Dubai windows against mst_deeplab's {consumption} images/s{note}",
                     loading, ["source", "workers", "windows_s", "vs_training"])
         prediction = prediction_rates(args, device, workdir)

@@ -12,6 +12,9 @@ the work folder) a fresh subprocess, so that peak RSS is per scene:
 
     python benchmarks/predict.py                      # 5,000, 10,000 and 20,000 px scenes
     python benchmarks/predict.py --sizes 2000 --tile 256   # a quick run
+    python benchmarks/predict.py --model passthrough --sizes 5000    # the pipeline alone, no network
+    python benchmarks/predict.py --model deeplabv3plus_mobilenetv2 --sizes 3000 --tile 128 \
+        --runtimes pytorch onnxruntime                               # PyTorch beside onnxruntime, same network
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,11 +57,29 @@ def make_scene(path: Path, size: int, strip: int = 1024) -> None:
     os.replace(tmp, path)
 
 
+class PassThrough(torch.nn.Module):
+    """A "model" that returns its input's first bands as the class scores (repeated up to the class count): the
+    pipeline's own cost per tile (reading, normalisation, softmax, blending, arg-max, writing) without a network."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.classes = classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, [i % x.shape[1] for i in range(self.classes)]]
+
+
 def build_model(name: str, classes: int):
     import torch
     from torch import nn
 
     torch.manual_seed(0)
+    if name == "passthrough":
+        return PassThrough(classes)
+    if name in ("mst_deeplab", "deeplabv3plus_mobilenetv2"):  # a real network, as in the papers
+        from rsseg.models.hub import build_model as build_rsseg_model
+
+        return build_rsseg_model(name, classes, 3)
     if name == "tiny":  # two convolutions: the pipeline's own cost shows most
         return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, classes, 3, padding=1))
     # "small": four convolutions of 16 channels at full resolution (about 1.3 GMAC per 512 px tile)
@@ -96,7 +118,14 @@ def child(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = build_model(args.model, args.classes)
+    model = build_model(args.model, args.classes).eval()
+    if args.runtime == "onnxruntime":  # the same network exported to ONNX, run by onnxruntime on the CPU
+        from rsseg.inference.exported import OnnxNetwork
+        from rsseg.models.export import export_onnx
+
+        path = Path(args.out).with_suffix(".onnx")
+        export_onnx(model, path, args.tile, 3, 17)
+        model = OnnxNetwork(path, args.tile, args.classes, 3)
     predictor = TilePredictor(model, [120.0] * 3, [50.0] * 3, args.classes, device=args.device,
                               precision=args.precision, batch_size=args.batch)
     names = [f"class_{i}" for i in range(args.classes)]
@@ -114,7 +143,7 @@ def child(args: argparse.Namespace) -> None:
     after = forward_rate(predictor, args.tile, args.batch, sample)
     forward = (before + after) / 2
     result = {
-        "size": args.size, "tiles": stats.tiles, "seconds": round(stats.seconds, 2),
+        "runtime": args.runtime, "size": args.size, "tiles": stats.tiles, "seconds": round(stats.seconds, 2),
         "pipeline_tiles_s": round(stats.tiles_per_second, 2), "forward_tiles_s": round(forward, 2),
         "forward_before": round(before, 2), "forward_after": round(after, 2),
         "ratio": round(stats.tiles_per_second / forward, 3),
@@ -133,7 +162,10 @@ def main() -> None:
     parser.add_argument("--overlap", type=float, default=0.25)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--classes", type=int, default=6)
-    parser.add_argument("--model", choices=["tiny", "small"], default="small")
+    parser.add_argument("--model", choices=["passthrough", "tiny", "small", "mst_deeplab", "deeplabv3plus_mobilenetv2"],
+                        default="small", help="passthrough: no network, the pipeline's own cost")
+    parser.add_argument("--runtimes", nargs="+", choices=["pytorch", "onnxruntime"], default=["pytorch"],
+                        help="run the same network through each, one after the other (onnxruntime: CPU only)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -143,6 +175,7 @@ def main() -> None:
     parser.add_argument("--scene", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--runtime", default="pytorch", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -157,27 +190,28 @@ def main() -> None:
         make_scene(scene, size)
         print(f"scene {size} x {size}: {scene} ({scene.stat().st_size / 2**20:.0f} MiB, "
               f"{time.perf_counter() - started:.0f} s to make)", flush=True)
-        command = [sys.executable, __file__, "--child", "--scene", str(scene), "--size", str(size),
-                   "--out", str(workdir / f"pred_{size}.tif"), "--tile", str(args.tile), "--overlap", str(args.overlap),
-                   "--batch", str(args.batch), "--classes", str(args.classes), "--model", args.model,
-                   "--device", args.device, "--precision", args.precision, "--threads", str(args.threads),
-                   "--forward-tiles", str(args.forward_tiles)]
-        run = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
-        line = next((ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if run.returncode != 0 or line is None:
-            print(run.stdout[-2000:], run.stderr[-4000:], file=sys.stderr)
-            sys.exit(f"the {size} px run failed")
-        rows.append(json.loads(line[len("RESULT "):]))
-        print(json.dumps(rows[-1]), flush=True)
+        for runtime in args.runtimes:
+            command = [sys.executable, __file__, "--child", "--scene", str(scene), "--size", str(size),
+                       "--out", str(workdir / f"pred_{size}.tif"), "--tile", str(args.tile), "--overlap",
+                       str(args.overlap), "--batch", str(args.batch), "--classes", str(args.classes), "--model",
+                       args.model, "--device", args.device, "--precision", args.precision, "--threads",
+                       str(args.threads), "--forward-tiles", str(args.forward_tiles), "--runtime", runtime]
+            run = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+            line = next((ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if run.returncode != 0 or line is None:
+                print(run.stdout[-2000:], run.stderr[-4000:], file=sys.stderr)
+                sys.exit(f"the {size} px run through {runtime} failed")
+            rows.append(json.loads(line[len("RESULT "):]))
+            print(json.dumps(rows[-1]), flush=True)
 
     print(f"\nmodel {args.model}, tile {args.tile}, overlap {args.overlap}, batch {args.batch}, "
           f"{args.classes} classes, device {args.device}, precision {args.precision}")
-    header = (f"{'scene':>13} {'tiles':>6} {'seconds':>8} {'pipeline t/s':>13} {'forward t/s':>12} {'ratio':>6} "
+    header = (f"{'runtime':>12} {'scene':>13} {'tiles':>6} {'seconds':>8} {'pipeline t/s':>13} {'forward t/s':>12} {'ratio':>6} "
               f"{'peak RSS MiB':>13} {'accum. MiB':>11}")
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['size']:>6} x{r['size']:>6} {r['tiles']:>6} {r['seconds']:>8} {r['pipeline_tiles_s']:>13} "
+        print(f"{r['runtime']:>12} {r['size']:>6} x{r['size']:>6} {r['tiles']:>6} {r['seconds']:>8} {r['pipeline_tiles_s']:>13} "
               f"{r['forward_tiles_s']:>12} {r['ratio']:>6} {r['rss_peak_mib']:>13} {r['accumulator_mib']:>11}"
               + (f"  (CUDA peak {r['cuda_peak_mib']} MiB)" if "cuda_peak_mib" in r else ""))
 
