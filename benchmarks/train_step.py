@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import torch
 
@@ -78,7 +79,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     batches = [(torch.randn(args.batch, 3, args.tile, args.tile, generator=generator),
                 torch.randint(0, 6, (args.batch, args.tile, args.tile), generator=generator)) for _ in range(args.steps)]
-    print(f"| model | setting | s/step | GFLOP/s | fraction of peak |\n|---|---|---|---|---|")
+    print("| model | setting | s/step | GFLOP/s | fraction of peak |\n|---|---|---|---|---|")
     for name in args.models:
         torch.manual_seed(0)
         plain = build_model(name, 6, 3)
@@ -90,11 +91,11 @@ def main() -> None:
         timings: dict[str, list[float]] = {}
         metrics = SegmentationMetrics(6, [f"c{i}" for i in range(6)], 255)
         settings = {
-            "default": lambda: step_seconds(plain, batches, False, None),
-            "default + loss and metrics update": lambda: step_seconds(plain, batches, False, metrics),
-            "channels_last": lambda: step_seconds(nhwc, batches, True, None),
-            "forward only (eval)": lambda: forward_seconds(plain, batches, False),
-            "forward only, channels_last": lambda: forward_seconds(nhwc, batches, True),
+            "default": partial(step_seconds, plain, batches, False, None),
+            "default + loss and metrics update": partial(step_seconds, plain, batches, False, metrics),
+            "channels_last": partial(step_seconds, nhwc, batches, True, None),
+            "forward only (eval)": partial(forward_seconds, plain, batches, False),
+            "forward only, channels_last": partial(forward_seconds, nhwc, batches, True),
         }
         for run in settings.values():  # warm-up: allocator, oneDNN primitive caches
             run()
