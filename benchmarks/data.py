@@ -9,10 +9,10 @@ the real data path (``conf/data/geotiff.yaml`` -> SegmentationDataModule -> Rand
   and batch, on CPU;
 * peak memory (RSS) of a fresh process reading windows from scenes of different sizes: it must not grow with the
   scene size, since no scene is ever read whole;
-* windows/s per core by format: random RGB windows in one process from the largest Dubai JPEG (when
-  ``../shared/data/dubai_aerial`` is beside the checkout), a striped deflate GeoTIFF and a tiled uncompressed
-  GeoTIFF (generated), each read directly and through the read cache (``rsseg.data.cache``), beside the train
-  step's consumption.
+* windows/s per core by format: random RGB windows in one process, each from a file drawn at random, from the
+  63 Dubai JPEGs (when ``../shared/data/dubai_aerial`` is beside the checkout), four striped deflate GeoTIFFs and
+  four tiled uncompressed GeoTIFFs (generated; more decoded data than GDAL's block cache holds, as in training),
+  each read directly and through the read cache (``rsseg.data.cache``), beside the train step's consumption.
 
 The training path reads through the read cache (``data.cache``, kept under the work folder here).
 
@@ -168,48 +168,58 @@ def write_format(path: Path, size: int, strip: int = 256, **layout) -> Path:
     return path
 
 
-def window_rate(path: Path, opener, tile: int, windows: int) -> float:
-    """Random ``tile`` x ``tile`` windows/s of bands 1-3 read in this process from ``opener(path)``."""
+def window_rate(paths: list[Path], opener, tile: int, windows: int) -> float:
+    """Random ``tile`` x ``tile`` windows/s of bands 1-3 read in this process, each from a file drawn at random
+    among ``paths`` (as training draws them): with more decoded data than GDAL's block cache holds, a window from a
+    file without tiles decodes what it needs again, as it does in a real epoch."""
     from rasterio.windows import Window
 
     from rsseg.data.raster import read_window
 
     rng = np.random.default_rng(0)
-    with opener(path) as handle:
-        side = min(tile, handle.height, handle.width)
-        offsets = [(int(rng.integers(0, handle.height - side + 1)), int(rng.integers(0, handle.width - side + 1)))
-                   for _ in range(windows)]
-        read_window(handle, Window(0, 0, side, side), [1, 2, 3])  # opening costs aside
+    handles = [opener(path) for path in paths]
+    try:
+        draws = []
+        for _ in range(windows):
+            handle = handles[int(rng.integers(0, len(handles)))]
+            side = min(tile, handle.height, handle.width)
+            draws.append((handle, int(rng.integers(0, handle.height - side + 1)),
+                          int(rng.integers(0, handle.width - side + 1)), side))
         start = time.perf_counter()
-        for row, col in offsets:
+        for handle, row, col, side in draws:
             read_window(handle, Window(col, row, side, side), [1, 2, 3])
         return windows / (time.perf_counter() - start)
+    finally:
+        for handle in handles:
+            handle.close()
 
 
-def format_rates(work: Path, size: int, tile: int, windows: int) -> list[tuple[str, float, float | None]]:
-    """(format, direct windows/s, read-cache windows/s or None where the cache reads the source directly)."""
-    import rasterio
-
+def format_rates(work: Path, size: int, tile: int, windows: int, files: int = 4) -> list[tuple[str, float, float | None]]:
+    """(format, direct windows/s, read-cache windows/s or None where the cache reads the source directly), each
+    format a set of files whose decoded size exceeds GDAL's block cache (``GDAL_CACHEMAX``, 128 MiB here)."""
     from rsseg.data.cache import ReadCache
     from rsseg.data.raster import open_raster
 
     sources = []
-    jpegs = sorted(DUBAI.glob("Tile_*/images/*.jpg"), key=lambda p: -p.stat().st_size) if DUBAI.is_dir() else []
+    jpegs = sorted(DUBAI.glob("Tile_*/images/*.jpg")) if DUBAI.is_dir() else []
     if jpegs:
-        with rasterio.open(jpegs[0]) as handle:
-            sources.append((f"Dubai JPEG {handle.width} x {handle.height} (largest)", jpegs[0]))
+        sources.append((f"Dubai JPEGs (all {len(jpegs)}, 510-2061 px)", jpegs))
     else:
         print(f"note: {DUBAI} is absent: the Dubai JPEG row is left out")
     folder = work / "formats"
-    sources.append((f"striped deflate GeoTIFF {size} x {size}",
-                    write_format(folder / f"striped_deflate_{size}.tif", size, compress="deflate")))
-    sources.append((f"tiled uncompressed GeoTIFF {size} x {size}",
-                    write_format(folder / f"tiled_{size}.tif", size, tiled=True, blockxsize=256, blockysize=256)))
+    sources.append((f"striped deflate GeoTIFF, {files} x {size} px",
+                    [write_format(folder / f"striped_deflate_{size}_{i}.tif", size, compress="deflate")
+                     for i in range(files)]))
+    sources.append((f"tiled uncompressed GeoTIFF, {files} x {size} px",
+                    [write_format(folder / f"tiled_{size}_{i}.tif", size, tiled=True, blockxsize=256, blockysize=256)
+                     for i in range(files)]))
     cache = ReadCache(work / "read_cache")
     rows = []
-    for name, path in sources:
-        direct = window_rate(path, open_raster, tile, windows)
-        cached = window_rate(path, cache.open, tile, windows) if cache.ensure(path) is not None else None
+    for name, paths in sources:
+        direct = window_rate(paths, open_raster, tile, windows)
+        cached = None
+        if all(cache.ensure(path) is not None for path in paths):
+            cached = window_rate(paths, cache.open, tile, windows)
         rows.append((name, direct, cached))
     return rows
 
