@@ -111,6 +111,7 @@ def child(args: argparse.Namespace) -> None:
     import rasterio
     import torch
 
+    import rsseg.metrics  # noqa: F401 - imported once per process (torchmetrics, ~5 s here), not a per-tile cost
     from rsseg.inference.engine import predict_raster
     from rsseg.inference.geotiff import GeoTiffSink, OutputPaths
     from rsseg.inference.predict import peak_memory
