@@ -163,8 +163,8 @@ class Photometric:
         brightness, contrast, saturation = (factors[:, k].view(-1, 1, 1, 1) for k in range(3))
         unit = ((image[:, :bands] * std + mean) / self.max_value).clamp(0, 1)
         unit = (unit * brightness).clamp(0, 1)
-        grey = TF.rgb_to_grayscale(unit) if bands == 3 else unit
-        unit = ((unit - grey.mean((-2, -1), keepdim=True)) * contrast + grey.mean((-2, -1), keepdim=True)).clamp(0, 1)
+        level = (TF.rgb_to_grayscale(unit) if bands == 3 else unit).mean((-2, -1), keepdim=True)
+        unit = ((unit - level) * contrast + level).clamp(0, 1)
         if bands == 3:
             grey = TF.rgb_to_grayscale(unit)
             unit = ((unit - grey) * saturation + grey).clamp(0, 1)

@@ -37,7 +37,7 @@ VOLATILE = (
     "paths", "resume", "ckpt_path", "logger", "data.root", "data.scenes.root", "data.num_workers", "data.cache",
     "data.cache_dir",
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "callbacks.rich_progress_bar",
-    "callbacks.model_summary", "data.cache", "data.cache_dir",
+    "callbacks.model_summary",
 )
 # Keys newer than some stored configs, with the values under which a run computes what a run stored without them
 # computed: the split keys the synthetic scenes and the protocols gained when validation stopped being the test
