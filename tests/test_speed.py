@@ -76,3 +76,34 @@ def test_cpu_defaults_keep_the_plain_layout_and_refuse_unknown_settings():
     assert speed.use_channels_last(compose_config("train", ["trainer=cpu", "channels_last=true"]))
     with pytest.raises(ConfigError, match="channels_last=sometimes"):
         speed.use_channels_last(OmegaConf.create({"channels_last": "sometimes", "trainer": {"accelerator": "cpu"}}))
+
+
+def _tile_predictor(**settings):
+    from rsseg.inference.predictor import TilePredictor
+
+    torch.manual_seed(1)
+    model = build_model("deeplabv3plus_mobilenetv2", 6, 3).eval()
+    return TilePredictor(model, [120.0] * 3, [50.0] * 3, 6, "cpu", "32", batch_size=4, **settings)
+
+
+def test_prediction_in_channels_last_gives_the_plain_layouts_probabilities():
+    raw = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    plain = _tile_predictor(channels_last=False)
+    nhwc = _tile_predictor(channels_last=True)
+    assert nhwc.channels_last and not plain.channels_last
+    expected = plain.probabilities(raw).clone()
+    probs = nhwc.probabilities(list(raw))  # tiles as views, the way the engine hands them over
+    assert probs.shape == (3, 6, 64, 64)
+    assert torch.allclose(probs, expected, atol=TOLERANCE)
+    assert torch.equal(probs.argmax(1), expected.argmax(1))
+
+
+@pytest.mark.slow
+def test_compiled_prediction_pads_short_batches_and_gives_the_plain_probabilities():
+    raw = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    expected = _tile_predictor(channels_last=False).probabilities(raw).clone()
+    compiled = _tile_predictor(compile=True)
+    full = compiled.probabilities(torch.cat([raw, raw[:1]])).clone()  # a whole batch of 4
+    short = compiled.probabilities(raw)  # 3 tiles, padded to the compiled batch of 4
+    assert short.shape == (3, 6, 64, 64)
+    assert torch.allclose(short, expected, atol=TOLERANCE) and torch.allclose(full[:3], expected, atol=TOLERANCE)

@@ -57,6 +57,8 @@ class SlidingWindowConfig:
     nodata: float | None = option(None, "a number (the pixel value that marks no data, e.g. nodata=0 or "
                                            "nodata=nan) or null")
     num_threads: int | None = option(None, "a number of CPU threads >= 1 or null", minimum=1)
+    channels_last: bool = option(True, "true or false")
+    compile: bool = option(False, "true or false")
     gdal_cache_mb: int | None = option(64, "a GDAL block cache size in MiB >= 1", minimum=1)
     progress: bool = option(True, "true or false")
 

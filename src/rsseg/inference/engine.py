@@ -275,12 +275,11 @@ def predict_raster(
             mask_t = torch.from_numpy(mask).to(device) if mask is not None else None
             for b in range(0, len(cols), predictor.batch_size):
                 batch_cols = cols[b : b + predictor.batch_size]
-                raw = torch.stack([strip_t[:, :, c : c + tile_size] for c in batch_cols])
+                raw = [strip_t[:, :, c : c + tile_size] for c in batch_cols]
                 tile_mask = torch.stack([mask_t[:, c : c + tile_size] for c in batch_cols]) if mask_t is not None else None
                 probs = predictor.probabilities(raw, tile_mask)
-                probs.mul_(window)
                 for j, c in enumerate(batch_cols):
-                    acc[:, :, c : c + tile_size].add_(probs[j])
+                    acc[:, :, c : c + tile_size].addcmul_(probs[j], window)
                 stats.tiles += len(batch_cols)
                 if progress is not None:
                     progress(len(batch_cols))
