@@ -59,6 +59,16 @@ def needs_more_than_synthetic(command: str) -> bool:
 
 
 COMMANDS = list(dict.fromkeys(c for c in readme_commands() if not needs_more_than_synthetic(c)))
+# Sweeps whose rows include models over 60 M parameters (PSPNet, FCN-32s/8s, SegNet, DeconvNet) take 2-4 minutes
+# each here, so they and their tables run with -m slow, like those models' own step in test_train_models.py.
+# The default suite keeps mst_ablation's sweep and tables end to end; every experiment's rows compose in
+# test_experiments.py and every table layout is checked on recorded runs in test_tables.py.
+HEAVY_SWEEPS = ("mst_compare", "subpixel_compare", "deconvnet_compare")
+
+
+def _marked(command: str):
+    heavy = any(f"experiment={name} " in command + " " or f"multirun/{name}/" in command for name in HEAVY_SWEEPS)
+    return pytest.param(command, marks=pytest.mark.slow) if heavy else command
 
 
 def test_the_readme_shows_the_documented_commands():
@@ -81,7 +91,7 @@ def readme_folder(tmp_path_factory, cache_dir) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", [_marked(c) for c in COMMANDS])
 def test_readme_command_runs_as_printed(command, readme_folder, cache_dir):
     argv = shlex.split(command)
     if argv[0] == "python":

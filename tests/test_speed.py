@@ -70,10 +70,11 @@ def test_gpu_trainers_ask_for_bf16_benchmark_and_channels_last(trainer):
         assert speed.trainer_precision(cfg) == "32-true"  # the job falls back to the CPU, in fp32
 
 
-def test_cpu_defaults_keep_the_plain_layout_and_refuse_unknown_settings():
+def test_cpu_defaults_train_in_channels_last_and_refuse_unknown_settings():
     cfg = compose_config("train", ["trainer=cpu"])
-    assert cfg.channels_last == "auto" and cfg.compile is False and not speed.use_channels_last(cfg)
-    assert speed.use_channels_last(compose_config("train", ["trainer=cpu", "channels_last=true"]))
+    assert cfg.channels_last is True and cfg.compile is False and speed.use_channels_last(cfg)
+    assert not speed.use_channels_last(compose_config("train", ["trainer=cpu", "channels_last=auto"]))
+    assert not speed.use_channels_last(compose_config("train", ["trainer=cpu", "channels_last=false"]))
     with pytest.raises(ConfigError, match="channels_last=sometimes"):
         speed.use_channels_last(OmegaConf.create({"channels_last": "sometimes", "trainer": {"accelerator": "cpu"}}))
 

@@ -137,7 +137,7 @@ class TrainConfig:
     resume: str | None = option(None, "auto (the latest run of this config), a checkpoint .ckpt path, or null")
     validate_best: bool = option(True, "true or false")
     test: bool = option(True, "true or false")
-    channels_last: Any = option("auto", "auto (on where a GPU trains), true or false", choices=("auto", "True", "False"))
+    channels_last: Any = option(True, "true, false or auto (on where a GPU trains)", choices=("auto", "True", "False"))
     compile: bool = option(False, "true or false")
     data: Any = None
     protocol: Any = None

@@ -78,8 +78,8 @@ class TilePredictor:
     A convolutional network runs in the channels-last layout (NHWC), the one oneDNN on CPU and cuDNN's tensor
     cores are fastest in (about 1.2x on 2 CPU cores for MobileNetV2 DeepLabv3+, benchmarks/README.md).
     ``compile=True`` runs it through ``torch.compile`` with inductor's weight freezing (batch norm folded into the
-    convolutions, weights pre-packed): it takes half a minute once, then about 1.6x faster on CPU, on a par with
-    onnxruntime; every batch is then padded to ``batch_size`` so that the compiled graph is never rebuilt.
+    convolutions, weights pre-packed): it takes half a minute once, then runs about 1.2x faster on CPU, at 0.9 of
+    onnxruntime's rate; every batch is then padded to ``batch_size`` so that the compiled graph is never rebuilt.
     """
 
     def __init__(
