@@ -27,7 +27,7 @@ from rsseg.runtime.files import folder_replaced_when_complete
 CLASS_NAMES = ["built-up", "road", "farmland", "forest", "meadow", "water"]
 PALETTE = [(255, 0, 0), (255, 255, 255), (0, 255, 0), (0, 255, 255), (255, 255, 0), (0, 0, 255)]
 BUILT, ROAD, FARM, FOREST, MEADOW, WATER = range(6)
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: written uncompressed
 CRS = "EPSG:32650"
 PIXEL_SIZE = 2.0
 
@@ -156,10 +156,12 @@ def generate_scene(seed: int, size: int = 1024) -> tuple[np.ndarray, np.ndarray]
 
 
 def _write(path: Path, pixels: np.ndarray, origin: tuple[float, float]) -> None:
+    # Uncompressed and tiled: windows are read straight from these files, which need no read-cache copy
+    # (rsseg.data.cache.needs_cache); the default set is 8 x 3 MB.
     profile = {
         "driver": "GTiff", "height": pixels.shape[1], "width": pixels.shape[2], "count": pixels.shape[0],
         "dtype": "uint8", "crs": CRS, "transform": from_origin(*origin, PIXEL_SIZE, PIXEL_SIZE),
-        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
+        "tiled": True, "blockxsize": 256, "blockysize": 256,
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(pixels)
