@@ -122,13 +122,14 @@ class TilePredictor:
     def _buffer(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         """A float32 tensor kept between batches. Allocating a fresh tensor of tens of MB per batch costs more
         on a CPU than the arithmetic done in it (the allocator hands large blocks back to the OS, and every page
-        of a new one faults on first touch), so the input and the probabilities reuse theirs."""
+        of a new one faults on first touch), so the input and the probabilities reuse theirs. A shorter batch
+        (the last of a strip) gets the first rows of the buffer, not a buffer of its own."""
         buffer = self._buffers.get(name)
-        if buffer is None or buffer.shape != shape:
+        if buffer is None or buffer.shape[1:] != shape[1:] or buffer.shape[0] < shape[0]:
             layout = torch.channels_last if self.channels_last else torch.contiguous_format
             buffer = torch.empty(shape, dtype=torch.float32, device=self.device, memory_format=layout)
             self._buffers[name] = buffer
-        return buffer
+        return buffer[: shape[0]]
 
     def normalise(self, raw: torch.Tensor | Sequence[torch.Tensor], nodata: torch.Tensor | None = None) -> torch.Tensor:
         """``(raw - mean) / std`` as float32 on the model's device, nodata pixels 0. ``raw``: a batch
