@@ -5,7 +5,7 @@ from omegaconf import DictConfig
 
 from rsseg.config import CONF_DIR
 from rsseg.runtime.app import run_app
-from rsseg.training.train import main as train
+from rsseg.training.command import main as train
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")

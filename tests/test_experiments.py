@@ -92,7 +92,7 @@ def test_a_scale_shrinks_every_row_alike_and_keeps_the_recipe(scale):
 
 
 def test_scene_confusion_keeps_one_matrix_per_scene_and_skips_padding_and_ignored_pixels():
-    from rsseg.metrics import SceneConfusion
+    from rsseg.metrics.accumulators import SceneConfusion
 
     metric = SceneConfusion(num_scenes=2, num_classes=2, ignore_index=255)
     preds = torch.tensor([[[0, 1], [1, 1]], [[0, 0], [1, 0]], [[1, 1], [1, 1]]])

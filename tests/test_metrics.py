@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from rsseg.metrics import SegmentationMetrics, format_table, metrics_from_confusion, paper_f1
+from rsseg.metrics import format_table, metrics_from_confusion, paper_f1
+from rsseg.metrics.accumulators import SegmentationMetrics
 
 # Rows = true class, columns = predicted class.
 CONFUSION = torch.tensor([[50, 10, 0], [5, 30, 5], [0, 0, 0]])

@@ -4,7 +4,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from rsseg.metrics import SegmentationMetrics
+from rsseg.metrics.accumulators import SegmentationMetrics
 
 NAMES = ["a", "b", "c", "d"]
 

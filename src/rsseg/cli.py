@@ -56,7 +56,7 @@ COMMANDS = {
     command.name: command
     for command in (
         Command("train", "train a model on a dataset; results.json, checkpoints and logs per run (or sweep job)",
-                "rsseg.training.train", "train", "train"),
+                "rsseg.training.command", "train"),
         Command("eval", "score a model on whole scenes of a dataset split or your own, or saved predictions",
                 "rsseg.evaluation.evaluate", "eval"),
         Command("predict", "turn whole georeferenced scenes into class rasters with a checkpoint or export",

@@ -157,7 +157,7 @@ class InferenceStats:
 def argmax_uint8(scores: torch.Tensor) -> torch.Tensor:
     """``scores.argmax(0)`` of ``[K, H, W]`` scores as uint8 (ties to the lowest class)."""
     # Imported here: torchmetrics is slow to import, and a refused command never needs it.
-    from rsseg.metrics import argmax_classes
+    from rsseg.metrics.accumulators import argmax_classes
 
     return argmax_classes(scores.unsqueeze(0))[0].to(torch.uint8)
 

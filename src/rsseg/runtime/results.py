@@ -7,8 +7,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from rsseg.runtime.files import replaced_when_complete
 
 
@@ -18,12 +16,10 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
+    if hasattr(value, "tolist"):  # tensors, numpy arrays and numpy scalars, without importing torch here
         return jsonable(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN; an absent class is reported as null
-    if hasattr(value, "item") and callable(value.item):
-        return jsonable(value.item())
     return value
 
 

@@ -1,7 +1,7 @@
 """Sweeps that finish: a re-launched sweep skips the jobs it already did, a failing job does not stop the others.
 
 lightning-hydra-template cannot resume a multirun and one failing job ends the whole sweep. rsseg's training
-jobs (see :func:`rsseg.training.train.main`) instead
+jobs (see :func:`rsseg.training.command.main`) instead
 
 * skip themselves when their folder already holds a ``results.json`` written for the same resolved config (so
   running the same sweep command again re-runs only the failed, killed or changed jobs);

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsseg.errors import ConfigError
-from rsseg.metrics import SceneConfusion, SegmentationMetrics, argmax_classes, flatten_for_logging
+from rsseg.metrics import flatten_for_logging
+from rsseg.metrics.accumulators import SceneConfusion, SegmentationMetrics, argmax_classes
 from rsseg.training.speed import apply_to_model, input_layout
 
 STAGES = ("train", "val", "test")

@@ -12,7 +12,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 import rsseg.config  # noqa: F401 - registers the resolvers (${rsseg.stats:...}) data configs use
 from rsseg._version import version_stamp
@@ -248,44 +248,3 @@ def _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started
             f"{results['wall_time_s']} s; results: {path}"
         )
     return results
-
-
-def main(cfg: DictConfig) -> float:
-    """The Hydra task of ``train.py`` and ``rsseg train``; returns the validation mIoU for sweepers.
-
-    A single run reports bad input as one ``error:`` line (exit status 2). A job of a multirun skips itself when
-    its folder holds results for the same resolved config, and records a failure in its folder instead of
-    stopping the sweep (see :mod:`rsseg.training.sweep`); a job that was killed continues from its last checkpoint
-    (``resume=auto`` within its own folder, :mod:`rsseg.training.resume`).
-    """
-    from rsseg.config.checks import check_config
-    from rsseg.runtime.app import run_guarded
-
-    if not sweep.in_multirun():
-        return sweep.sweep_metric(run_guarded(train, cfg))
-    out = run_dir(cfg)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    done = sweep.finished_results(out, resolved)
-    if done is not None:
-        print(f"skipped: {out} already holds results.json for this config")
-        return sweep.sweep_metric(done)
-    try:
-        check_config(cfg)
-        if cfg.get("resume") is None and cfg.get("ckpt_path") is None:
-            # A job killed before it finished continues from its own last checkpoint when the sweep is re-launched.
-            with open_dict(cfg):
-                cfg.resume = "auto"
-        results = train(cfg)
-    except Exception as error:  # noqa: BLE001 - any failure of one job is recorded and the sweep goes on
-        if sweep.is_interrupt(error):
-            # SIGTERM or Ctrl-C stops the sweep, not only this job: a scheduler's time limit ends the whole
-            # launch, and the next launch of the same command continues this job from its last checkpoint.
-            print(f"interrupted: sweep job {out}: {str(error).strip().splitlines()[0]}; the other jobs were not "
-                  f"started; re-launch the same command to continue", file=sys.stderr)
-            sys.exit(130)
-        path = sweep.record_failure(out, resolved, error)
-        print(f"error: sweep job {out} failed: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}; "
-              f"details in {path}", file=sys.stderr)
-        return math.nan
-    sweep.clear_failure(out)
-    return sweep.sweep_metric(results)
