@@ -31,6 +31,11 @@ OWN = ("eval.py", "ckpt={world}/tiny.ckpt", "input={world}/scene.tif", "progress
          "error: data.rooot: not an argument of rsseg.data.datamodule.SegmentationDataModule (did you mean root?)"),
     Case("out_dir_read_only", (*OWN, "label={world}/label.tif", "out_dir={read_only}/eval"),
          "error: out_dir={read_only}/eval: cannot write in"),
+    Case("class_to_exclude_not_a_class", ("eval.py", "pred={world}/label.tif", "label={world}/label.tif",
+                                          "+data.label_format=index", "+data.num_classes=4",
+                                          "+data.class_names=[a,b,c,d]", "exclude_from_mean=[clutter]"),
+         "error: exclude_from_mean=[clutter]: clutter is not one of the 4 classes; expected names or 0-based "
+         "indices of a, b, c, d"),
     Case("rsseg_eval_unknown_split", ("rsseg", "eval", "ckpt={world}/tiny.ckpt", "split=tset"),
          "error: split=tset: not one of the choices"),
 )

@@ -26,8 +26,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from rsseg.config.schema import (
     DataValues,
     EvalConfig,
+    OptimizerValues,
     PredictConfig,
     PrepareConfig,
+    SchedulerValues,
     TrainConfig,
     TrainerValues,
 )
@@ -53,6 +55,9 @@ def check_config(cfg: DictConfig) -> None:
         if cfg.get("resume") is not None and cfg.get("ckpt_path") is not None:
             raise ConfigError(f"resume={cfg.resume} and ckpt_path={cfg.ckpt_path}: both name where to continue "
                               f"from; expected one of them")
+        for group, values in (("optimizer", OptimizerValues), ("scheduler", SchedulerValues)):
+            if isinstance(cfg.get(group), DictConfig):
+                _check_node(cfg[group], values, f"{group}.", None)
         trainer = cfg.get("trainer")
         if isinstance(trainer, DictConfig):
             _check_node(trainer, TrainerValues, "trainer.", None)
@@ -151,8 +156,12 @@ def _check_scalar(path: str, whole: Any, value: Any, base: Any, meta: typing.Map
     if meta.get("min") is not None and isinstance(value, (int, float)) and value < meta["min"]:
         what = f"{value} is below" if isinstance(whole, (list, tuple)) else "below"
         raise ConfigError(f"{shown}: {what} the minimum {meta['min']:g}; expected {expect}")
-    if meta.get("max") is not None and isinstance(value, (int, float)) and value > meta["max"]:
-        raise ConfigError(f"{shown}: above the maximum {meta['max']:g}; expected {expect}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        where = f"{value:g} is " if isinstance(whole, (list, tuple)) else ""
+        if meta.get("max") is not None and value > meta["max"]:
+            raise ConfigError(f"{shown}: {where}above the maximum {meta['max']:g}; expected {expect}")
+        if meta.get("below") is not None and value >= meta["below"]:
+            raise ConfigError(f"{shown}: {where}not below {meta['below']:g}; expected {expect}")
     choices = meta.get("choices")
     if choices and str(value) not in choices:
         raise ConfigError(f"{shown}: not one of the choices{did_you_mean(str(value), choices)}; expected {expect}")

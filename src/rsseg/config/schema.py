@@ -26,9 +26,10 @@ DEVICES = "auto, cpu, cuda, cuda:<index> or mps"
 
 
 def option(default: Any = None, expect: str = "", *, minimum: float | None = None, maximum: float | None = None,
-           choices: tuple | None = None, pattern: re.Pattern | None = None) -> Any:
-    """A dataclass field whose metadata says what the key expects (used in error messages) and its range."""
-    meta = {"expect": expect, "min": minimum, "max": maximum, "choices": choices, "pattern": pattern}
+           below: float | None = None, choices: tuple | None = None, pattern: re.Pattern | None = None) -> Any:
+    """A dataclass field whose metadata says what the key expects (used in error messages) and its range
+    (``maximum`` inclusive, ``below`` exclusive)."""
+    meta = {"expect": expect, "min": minimum, "max": maximum, "below": below, "choices": choices, "pattern": pattern}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -198,6 +199,32 @@ class TrainerValues:
     check_val_every_n_epoch: int | None = option(None, "an epoch count >= 1, or null", minimum=1)
     log_every_n_steps: int | None = option(None, "a step count >= 1", minimum=1)
     gradient_clip_val: float | None = option(None, "a norm >= 0, or null", minimum=0)
+
+
+@dataclass
+class OptimizerValues:
+    """Ranges torch.optim enforces on the optimiser arguments people override, checked before anything is built
+    (torch would refuse them with a traceback after the data and the model were set up)."""
+
+    lr: float | None = option(None, "a learning rate >= 0", minimum=0)
+    weight_decay: float | None = option(None, "a weight decay >= 0", minimum=0)
+    momentum: float | None = option(None, "a momentum >= 0", minimum=0)
+    eps: float | None = option(None, "an epsilon >= 0", minimum=0)
+    betas: list[float] | None = option(None, "two coefficients in [0, 1), e.g. optimizer.betas=[0.9,0.999]",
+                                         minimum=0, below=1)
+
+
+@dataclass
+class SchedulerValues:
+    """Ranges of the learning-rate schedules' arguments (rsseg.training.optim)."""
+
+    warmup_steps: int | None = option(None, "a step count >= 0", minimum=0)
+    warmup_fraction: float | None = option(None, "a fraction of the run in [0, 1], or null", minimum=0, maximum=1)
+    min_factor: float | None = option(None, "a fraction of the peak learning rate in [0, 1]", minimum=0, maximum=1)
+    power: float | None = option(None, "a polynomial power > 0, e.g. 0.9", minimum=1e-9)
+    gamma: float | None = option(None, "a decay factor in (0, 1]", minimum=1e-9, maximum=1)
+    milestones: list[float] | None = option(None, "fractions of the run in (0, 1], e.g. [0.5,0.75]", minimum=1e-9,
+                                               maximum=1)
 
 
 for _name, _node in (("train", TrainConfig), ("predict", PredictConfig), ("eval", EvalConfig),

@@ -35,12 +35,23 @@ from rsseg.inference.model import TrainedModel, open_model
 from rsseg.runtime.console import warn
 
 
-def _exclude(cfg: DictConfig, data: DictConfig | None) -> list:
+def _exclude(cfg: DictConfig, data: DictConfig | None, class_names: list[str]) -> list:
+    """The classes left out of the means, each checked against the classes before any scene is read."""
+    from rsseg.metrics import class_index
+
     if cfg.get("exclude_from_mean") is not None:
-        return list(cfg.exclude_from_mean)
-    if data is not None and data.get("exclude_from_mean"):
-        return list(data.exclude_from_mean)
-    return []
+        exclude, key = list(cfg.exclude_from_mean), "exclude_from_mean"
+    elif data is not None and data.get("exclude_from_mean"):
+        exclude, key = list(data.exclude_from_mean), "data.exclude_from_mean"
+    else:
+        return []
+    for item in exclude:
+        try:
+            class_index(item, class_names)
+        except ValueError:
+            raise ConfigError(f"{key}=[{','.join(str(i) for i in exclude)}]: {item} is not one of the {len(class_names)} classes; "
+                              f"expected names or 0-based indices of {', '.join(class_names)}") from None
+    return exclude
 
 
 def _container(cfg: DictConfig) -> dict:
@@ -85,7 +96,7 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict, loaded: TrainedMode
     tile_size = int(cfg.get("tile_size") or spec.tile_size)
     overlap = cfg.get("overlap", 0.25)
     overlap_px = resolve_overlap(overlap, tile_size)
-    exclude = _exclude(cfg, data)
+    exclude = _exclude(cfg, data, spec.class_names)
     save_dir = run_dir(cfg, "out_dir") / "predictions" if cfg.get("save_predictions") else None
     if save_dir is not None:
         check_writable(save_dir, "out_dir")
@@ -166,7 +177,7 @@ def run_eval(cfg: DictConfig, loaded: TrainedModel | None = None) -> dict:
         else:
             class_names = class_names_from_prediction(cfg.pred)
         decoder = build_decoder(data, len(class_names))
-        exclude = _exclude(cfg, data)
+        exclude = _exclude(cfg, data, class_names)
         confusion, scenes = evaluate_predictions(cfg.pred, cfg.label, class_names, decoder, exclude)
         split, mode, info = cfg.get("split") or "predictions", "predictions", {}
     elif cfg.get("ckpt") is not None:
