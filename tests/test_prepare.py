@@ -89,6 +89,11 @@ def test_prepare_writes_splits_whose_val_and_test_share_no_tile(protocol, tmp_pa
         assert (len(train), len(val), len(test)) == (58, 6, 16)
     else:  # the last 2 scenes validate, none tests
         assert (len(train), len(val), len(test)) == (3, 2, 0)
+    # The file prepare says to train with is one the synthetic data config takes.
+    suggested = done.stdout.strip().splitlines()[-1].rsplit("train with ", 1)[1]
+    assert suggested == f"data.stats_file={out / 'stats.json'}"
+    cfg = compose_config("train", ["data=synthetic", suggested, f"paths.output_dir={tmp_path}"])
+    assert list(cfg.data.mean) == json.loads((out / "stats.json").read_text())["mean"] != [89.7, 111.6, 73.5]
 
 
 def test_every_missing_or_malformed_file_is_listed(tmp_path):

@@ -175,7 +175,16 @@ def test_an_empty_split_says_why(tmp_path):
     assert source.split("train") == []
     assert empty_split_reason(source, "train") == (
         f"no 128 x 128 tile fits in any of the 2 scenes under {tmp_path} (the largest is 100 x 120); expected "
-        f"protocol.split_tile_size at most the scenes' size")
+        f"tiles that fit, e.g. data.scenes.split_tile_size=64")
+    # The suggested key exists in every data config (Hydra takes it without +) and the suggested size splits.
+    suggested = GeoTiffScenes(tmp_path, split="random", split_tile_size=64)
+    assert suggested.split("train")
+    from rsseg.config import compose_config
+    from rsseg.config.compose import config_groups
+
+    for name in config_groups()["data"]:
+        cfg = compose_config("train", [f"data={name}", "data.scenes.split_tile_size=64", f"paths.output_dir={tmp_path}"])
+        assert cfg.data.scenes.split_tile_size == 64, name
     few = GeoTiffScenes(tmp_path, split="random", split_tile_size=64, train_fraction=1.0)
     # both tiles in the training part: one trains, one is held out to validate, none tests
     assert len(few.split("train")) == len(few.split("val")) == 1 and few.split("test") == []

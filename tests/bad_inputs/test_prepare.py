@@ -18,7 +18,7 @@ FOLDER = ("rsseg", "prepare", "data=geotiff", "data.root={world}/small_set", "ou
          "error: {world}/nowhere: geotiff folder not found (set data.root=/path/to/geotiff)"),
     Case("scenes_smaller_than_split_tiles", (*FOLDER, "protocol=random"),
          "the train split is empty: no 512 x 512 tile fits in any of the 2 scenes under {world}/small_set "
-         "(the largest is 64 x 64); expected protocol.split_tile_size at most the scenes' size"),
+         "(the largest is 64 x 64); expected tiles that fit, e.g. data.scenes.split_tile_size=64"),
     Case("label_values_not_one_per_class", (*FOLDER, "data.label_values=[0]"),
          "error: data.label_values=[0]: 1 values but data.num_classes=2; expected one label value per class"),
     Case("out_dir_read_only", ("rsseg", "prepare", "data=geotiff", "data.root={world}/small_set",

@@ -358,7 +358,11 @@ def _print_report(report: dict, out: Path, path: Path) -> None:
         lines.append(f"read cache: {cache['rasters']} rasters, {cache['mb']:,.1f} MB under {cache['folder']}{direct}")
     if "tiles" in report:
         lines.append("tiles written: " + ", ".join(f"{k} {v}" for k, v in report["tiles"].items()) + f" under {out / 'tiles'}")
-    lines.append(f"wrote {path} and {out / 'splits.json'}; train with data.stats_file={path}")
+    if "mean" in report:
+        lines.append(f"wrote {path} and {out / 'splits.json'}; train with data.stats_file={path}")
+    else:  # no band statistics to train with: say so instead of suggesting a file training would refuse
+        lines.append(f"wrote {path} and {out / 'splits.json'} without band statistics (check_pixels=false); "
+                     f"run without check_pixels=false for a stats.json that data.stats_file= takes")
     print("\n".join(lines))
 
 

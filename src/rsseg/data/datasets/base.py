@@ -136,9 +136,12 @@ class SceneSet:
         if tiles is not None:
             size, (scenes, largest) = self.split_tile_size, self._tile_sources
             if tiles == 0:
-                fits = f"the largest is {largest[0]} x {largest[1]}" if scenes else "no scene was found"
-                return (f"no {size} x {size} tile fits in any of the {scenes} scenes under {self.root} ({fits}); "
-                        f"expected protocol.split_tile_size at most the scenes' size")
+                if not scenes:
+                    return f"no scene was found under {self.root}; expected the dataset's images there"
+                side = 1 << (min(largest).bit_length() - 1)  # the largest power of two that fits
+                return (f"no {size} x {size} tile fits in any of the {scenes} scenes under {self.root} (the largest "
+                        f"is {largest[0]} x {largest[1]}); expected tiles that fit, e.g. "
+                        f"data.scenes.split_tile_size={side}")
             return (f"the {tiles} tiles of {size} x {size} px cut from {scenes} scenes leave none for {split} with "
                     f"train_fraction={self.train_fraction} and val_fraction={self.val_fraction}; expected more "
                     f"scenes or other fractions")
