@@ -36,6 +36,12 @@ def world(tmp_path_factory) -> Path:
     torch.save({"weights": torch.zeros(3)}, root / "plain.ckpt")
     torch.save({"state_dict": {}, "hyper_parameters": {"cfg": Payload(root / "pwned")}}, root / "tampered.ckpt")
     (root / "notes.txt").write_text("epoch,loss\n1,0.53\n")
+    # weights of a one-layer network under the config of the two-layer tiny model
+    write_checkpoint(root / "other_model.ckpt", {"_target_": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 4,
+                                                 "kernel_size": 1}, data_config(label_format="index"))
+    other = torch.load(root / "other_model.ckpt", weights_only=True)
+    other["hyper_parameters"]["cfg"]["model"] = conv_model_config()
+    torch.save(other, root / "other_model.ckpt")
     (root / "checkpoints").mkdir()
     shutil.copy(root / "tiny.ckpt", root / "checkpoints" / "best.ckpt")
 

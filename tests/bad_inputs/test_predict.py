@@ -58,6 +58,9 @@ RSSEG_PREDICT = ("rsseg", "predict", CKPT, SCENE, "output=out.tif", "progress=fa
          "tampered.ckpt: it holds Python objects besides tensors and plain values", forbid="weights_only"),
     Case("ckpt_without_rsseg_config", ("predict.py", SCENE, "ckpt={world}/plain.ckpt"),
          "plain.ckpt: a checkpoint without rsseg's training config"),
+    Case("ckpt_config_names_another_model", ("predict.py", SCENE, "ckpt={world}/other_model.ckpt"),
+         "error: ckpt={world}/other_model.ckpt: its weights are not those of the model its config names "
+         "(torch.nn.Sequential): 4 missing (first 0.weight), 2 unexpected (first weight)"),
     Case("ckpt_a_folder", ("predict.py", SCENE, "ckpt={world}/checkpoints"),
          "ckpt={world}/checkpoints: a folder (it holds {world}/checkpoints/best.ckpt)"),
     Case("ckpt_not_given", ("predict.py", SCENE), "error: ckpt= is required"),

@@ -82,5 +82,21 @@ def load_model_from_checkpoint(path: str | Path, map_location="cpu"):
     cfg = OmegaConf.create(stored_config(checkpoint, f"ckpt={path}"))
     model = instantiate_model(cfg.model, offline=True)
     state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    check_weights_fit(model, state, f"ckpt={path}", str(cfg.model.get("_target_", "the model")))
     model.load_state_dict(state)
     return model.to(map_location).eval(), cfg
+
+
+def check_weights_fit(model, state: dict, where: str, target: str) -> None:
+    """Refuse, in one line, weights that are not the model's: a stored config that names another model (or
+    other sizes) than the network its weights come from, which ``load_state_dict`` reports as a traceback."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or reshaped):
+        return
+    parts = [f"{len(keys)} {what} (first {keys[0]})" for keys, what in
+             ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape")) if keys]
+    raise DataError(f"{where}: its weights are not those of the model its config names ({target}): "
+                    f"{', '.join(parts)}; expected the checkpoint rsseg train wrote for that model")
