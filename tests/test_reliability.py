@@ -242,6 +242,26 @@ def test_sigterm_during_prediction_leaves_no_file_and_exits_130(tmp_path, entry)
     assert not (tmp_path / "run").exists()  # the run folder held nothing but Hydra's records
 
 
+def test_two_predictions_writing_the_same_cog_at_once_both_finish(tmp_path):
+    """Each process writes under temporary names of its own; the last to finish replaces the output whole."""
+    ckpt = write_checkpoint(tmp_path / "tiny.ckpt", conv_model_config(), data_config())
+    source = write_geotiff(tmp_path / "scene.tif", smooth_image(768, 768), tiled=True)
+    out = tmp_path / "out" / "classes.tif"
+    command = [sys.executable, str(CONF_DIR.parents[2] / "predict.py"), f"ckpt={ckpt}", f"input={source}",
+               f"output={out}", "tile_size=64", "cog=true", "progress=false"]
+    runs = [subprocess.Popen([*command, f"hydra.run.dir={tmp_path / f'run{i}'}"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for run in runs:
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["classes.tif"]
+    import rasterio
+
+    with rasterio.open(out) as dst:
+        assert (dst.width, dst.height) == (768, 768) and dst.overviews(1)
+        assert set(np.unique(dst.read(1))) <= {0, 1, 2, 3}
+
+
 def test_an_interrupt_while_the_reader_starts_still_stops_it(tmp_path, monkeypatch):
     """A thread left reading at interpreter exit crashes GDAL (exit -11 instead of 130)."""
     import threading

@@ -99,8 +99,10 @@ class GeoTiffSink:
         return tmp
 
     def _intermediate(self, path: Path) -> Path:
-        """A plain GeoTIFF beside ``path`` that the COG is copied from, removed once it is."""
-        tmp = path.with_name(f".{path.name}.gtiff.partial")
+        """A plain GeoTIFF beside ``path`` that the COG is copied from, removed once it is; named after the
+        temporary this process made, so predictions writing the same output at once never share a file."""
+        unique = self.temporaries[path]
+        tmp = unique.with_name(unique.name.removesuffix(".partial") + ".gtiff.partial")
         self.intermediates[path] = tmp
         return tmp
 
