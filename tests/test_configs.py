@@ -85,3 +85,19 @@ def test_config_folders_mirror_the_code():
         if path.is_file():
             assert path.suffix == ".yaml", path
     assert Path(REPO / "train.py").is_file() and Path(REPO / "eval.py").is_file() and Path(REPO / "predict.py").is_file()
+
+
+def test_the_cpu_scale_lets_xception_batch_norm_statistics_settle_within_its_run(tmp_path):
+    """At momentum m a BN running statistic keeps (1 - m) ** steps of its initial value after ``steps`` steps."""
+    def xception(scale):
+        return compose_config("train", ["experiment=mst_ablation", "row=mst/xception", f"scale={scale}",
+                                        f"paths.output_dir={tmp_path}"])
+
+    cpu, full = xception("cpu"), xception("full")
+    steps = cpu.trainer.max_epochs * cpu.data.train_samples_per_epoch // cpu.data.batch_size
+    assert steps == 192
+    assert full.model.encoder.momentum == 0.0003  # the reference code's, for paper-length runs
+    assert (1 - full.model.encoder.momentum) ** steps > 0.94  # what scale=cpu ran with before: barely moved
+    assert cpu.model.encoder.momentum == 0.1 and (1 - cpu.model.encoder.momentum) ** steps < 1e-8
+    encoder = instantiate(cpu.model.encoder)
+    assert {m.momentum for m in encoder.modules() if m.__class__.__name__ == "BatchNorm2d"} == {0.1}
