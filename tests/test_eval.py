@@ -100,6 +100,30 @@ def test_colour_labels_decode_through_the_palette_and_unknown_colours_fail(tmp_p
         evaluate_predictions(pred, label, NAMES, None, [])
 
 
+def test_colour_coded_and_float_predictions_score_as_their_classes(tmp_path):
+    from rsseg.data.labels import build_decoder
+
+    palette = [[128, 64, 0], [0, 200, 0], [0, 0, 255]]
+    rgb_labels, rgb_pred = (np.zeros((3, *LABELS.shape), dtype=np.uint8) for _ in range(2))
+    for index, colour in enumerate(palette):
+        rgb_labels[:, LABELS == index] = np.array(colour, dtype=np.uint8)[:, None]
+        rgb_pred[:, PREDICTED == index] = np.array(colour, dtype=np.uint8)[:, None]
+    rgb_pred[:, PREDICTED == 255] = np.array(palette[2], dtype=np.uint8)[:, None]
+    labels = np.where(LABELS == 255, 2, LABELS)
+    rgb_labels[:, LABELS == 255] = np.array(palette[2], dtype=np.uint8)[:, None]
+    label = write_geotiff(tmp_path / "tile_label.tif", rgb_labels)
+    pred = write_geotiff(tmp_path / "tile_classes.tif", rgb_pred)  # a colour-coded class map, as GIS tools export
+    confusion, _ = evaluate_predictions(pred, label, NAMES, build_decoder("colour", 3, palette), [])
+    expected = np.zeros((3, 3), dtype=int)
+    np.add.at(expected, (labels, np.where(PREDICTED == 255, 2, PREDICTED)), 1)
+    assert np.array_equal(confusion, expected)
+    # one float band of whole numbers (NaN = nodata) scores exactly as the uint8 raster does
+    index_label = write_geotiff(tmp_path / "index_label.tif", LABELS)
+    floats = write_geotiff(tmp_path / "float_classes.tif", np.where(PREDICTED == 255, np.nan, PREDICTED).astype(np.float32))
+    confusion, _ = evaluate_predictions(floats, index_label, NAMES, build_decoder("index", 3), [])
+    assert np.array_equal(confusion, EXPECTED)
+
+
 def test_pairing_by_name_and_grid_checks(tmp_path):
     assert match_key(Path("top_mosaic_09cm_area1_classes.tif")) == match_key(Path("top_mosaic_09cm_area1_noBoundary.tif"))
     assert match_key(Path("top_potsdam_2_13_RGB_classes.tif")) == match_key(Path("top_potsdam_2_13_label.tif"))

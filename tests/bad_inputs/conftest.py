@@ -69,6 +69,8 @@ def world(tmp_path_factory) -> Path:
     with rasterio.open(shifted, "r+") as handle:  # the same grid 100 km east
         handle.transform = Affine(2, 0, 600_000, 0, -2, 4_000_000)
     write_geotiff(root / "pred_small.tif", classes[:48, :48].astype(np.uint8))
+    write_geotiff(root / "pred_float.tif", classes.astype(np.float32) + 0.37)  # probabilities, not classes
+    write_geotiff(root / "pred_rgb.tif", smooth_image(64, 64))  # a colour-coded map of a palette nobody named
 
     small = root / "small_set"
     for part in ("images", "labels"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tests.bad_inputs.corpus import Case, cases, check_refusal
 
+INDEX_CLASSES = ("+data.label_format=index", "+data.num_classes=4", "+data.class_names=[a,b,c,d]")
 OWN = ("eval.py", "ckpt={world}/tiny.ckpt", "input={world}/scene.tif", "progress=false")
 
 
@@ -27,6 +28,14 @@ OWN = ("eval.py", "ckpt={world}/tiny.ckpt", "input={world}/scene.tif", "progress
                                         "+data.label_format=index", "+data.num_classes=4",
                                         "+data.class_names=[a,b,c,d]"),
          "label.tif: size 64x64 differs from the prediction pred_small.tif (48x48)"),
+    Case("float_prediction_of_no_class", ("eval.py", "pred={world}/pred_float.tif", "label={world}/label.tif",
+                                          *INDEX_CLASSES),
+         "error: {world}/pred_float.tif: float value 0.37 is not a class index (4096 pixels in rows 0..64); "
+         "expected a class raster (whole numbers; rsseg predict writes uint8)"),
+    Case("colour_coded_prediction_without_a_palette", ("eval.py", "pred={world}/pred_rgb.tif",
+                                                       "label={world}/label.tif", *INDEX_CLASSES),
+         "error: {world}/pred_rgb.tif: a colour-coded class map (3 bands); give data=<name> (or ckpt=) whose "
+         "palette decodes it"),
     Case("misspelt_data_key_added_with_plus", ("eval.py", "ckpt={world}/tiny.ckpt", "+data.rooot=/mnt/potsdam"),
          "error: data.rooot: not an argument of rsseg.data.datamodule.SegmentationDataModule (did you mean root?)"),
     Case("out_dir_read_only", (*OWN, "label={world}/label.tif", "out_dir={read_only}/eval"),

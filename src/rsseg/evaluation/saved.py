@@ -45,9 +45,10 @@ def evaluate_predictions(pred_spec, label_spec, class_names, decoder, exclude, w
                 check_same_grid(pred, reader.handle, pred_path, label_path, "the prediction")
                 confusion = np.zeros((k, k), dtype=np.int64)
                 step = max(1, window_pixels // max(1, pred.width))
+                read_classes = prediction_rows(pred, pred_path, local_decoder)
                 for row in range(0, pred.height, step):
                     count = min(step, pred.height - row)
-                    classes = pred.read(1, window=Window(0, row, pred.width, count))
+                    classes = read_classes(Window(0, row, pred.width, count))
                     add_to_confusion(confusion, reader.rows(row, count), classes, str(pred_path))
             finally:
                 reader.close()
@@ -55,6 +56,35 @@ def evaluate_predictions(pred_spec, label_spec, class_names, decoder, exclude, w
         scenes.append(scene_result(pred_path.stem, None, label_path, confusion, class_names, exclude)
                       | {"prediction": str(pred_path)})
     return total, scenes
+
+
+def prediction_rows(pred, path: Path, decoder):
+    """A function reading a window of a saved prediction as class indices: one band of integers as stored, a
+    float band whose values are whole numbers (NaN = nodata), or a colour-coded class map (3 bands) decoded
+    with the labels' palette. Anything else is refused in one line instead of being scored as class 0."""
+    from rsseg.data.labels import NODATA, ColourLabels
+
+    if pred.count >= 3:
+        if not isinstance(decoder, ColourLabels):
+            raise ConfigError(f"{path}: a colour-coded class map ({pred.count} bands); give data=<name> (or "
+                              f"ckpt=) whose palette decodes it, or score the one-band class raster rsseg "
+                              f"predict writes")
+        return lambda window: decoder(pred.read([1, 2, 3], window=window), str(path))
+    if np.dtype(pred.dtypes[0]).kind != "f":
+        return lambda window: pred.read(1, window=window)
+
+    def whole_numbers(window):
+        values = pred.read(1, window=window)
+        missing = np.isnan(values)
+        fractional = ~missing & ((values != np.round(values)) | ~np.isfinite(values) | (values < 0))
+        if fractional.any():
+            rows = f"rows {window.row_off}..{window.row_off + window.height}"
+            raise ConfigError(f"{path}: float value {values[fractional][0]:g} is not a class index "
+                              f"({int(fractional.sum())} pixels in {rows}); expected a class raster (whole "
+                              f"numbers; rsseg predict writes uint8)")
+        return np.where(missing, NODATA, values).astype(np.int64)
+
+    return whole_numbers
 
 
 def decoder_from_prediction(pred, label_path: Path, num_classes: int):
