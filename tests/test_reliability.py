@@ -45,10 +45,11 @@ class GlobalContext(torch.nn.Module):
         return self.pixel(x) + self.pixel(x).mean((2, 3), keepdim=True)
 
 
-def test_nan_and_inf_pixels_are_nodata_and_never_reach_their_neighbours(tmp_path):
-    pixels = smooth_image(96, 80).astype(np.float32)
+@pytest.mark.parametrize("height, width", [(96, 80), (40, 50)])  # the second is smaller than one 64 px tile
+def test_nan_and_inf_pixels_are_nodata_and_never_reach_their_neighbours(tmp_path, height, width):
+    pixels = smooth_image(height, width).astype(np.float32)
     pixels[:, 10:20, 30:40] = np.nan  # a block of NaN in every band: 100 pixels
-    pixels[1, 50, 5] = np.inf  # one band infinite: the pixel is unusable as a whole
+    pixels[1, 25, 5] = np.inf  # one band infinite: the pixel is unusable as a whole
     with_nan = write_geotiff(tmp_path / "nan.tif", pixels)
     declared = pixels.copy()
     declared[:, ~np.isfinite(pixels).all(0)] = -9999  # the same pixels, as declared nodata
@@ -59,7 +60,7 @@ def test_nan_and_inf_pixels_are_nodata_and_never_reach_their_neighbours(tmp_path
 
     results = {}
     for name, path in (("nan", with_nan), ("nodata", with_nodata)):
-        sink = ArraySink(96, 80, 4, probabilities=False)
+        sink = ArraySink(height, width, 4, probabilities=False)
         with rasterio.open(path) as handle:
             stats = predict_raster(handle, predictor, sink, tile_size=64, overlap=16)
         results[name] = (sink.classes, stats.extra["nonfinite_pixels"])

@@ -52,6 +52,7 @@ from rsseg.errors import DataError, RssegError
 from rsseg.runtime.console import warn
 from rsseg.runtime.files import folder_replaced_when_complete, replaced_when_complete
 from rsseg.runtime.preflight import check_writable, empty_split_reason
+from rsseg.runtime.results import write_results, write_together
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,6 @@ def write_tiles(
 
 def run_prepare(cfg: DictConfig) -> dict:
     """Check, measure and (optionally) tile the configured dataset; returns the report written to stats.json."""
-    from rsseg.runtime.results import write_results  # imports torch: after the config passed its checks
 
     started = time.perf_counter()
     data = cfg.data
@@ -330,18 +330,18 @@ def run_prepare(cfg: DictConfig) -> dict:
         "splits": {name: [{"name": s.name, "image": str(s.image), "label": str(s.label) if s.label else None,
                            "window": list(s.window) if s.window else None} for s in splits[name]] for name in SPLITS},
     }
-    write_results(out / "splits.json", manifest)
     if cfg.get("tiles", {}).get("write", False):
         tiles = cfg.tiles
         tile_dir = out / "tiles"
         with folder_replaced_when_complete(tile_dir) as partial:  # tiles/ appears whole or not at all
-            manifest = write_tiles(splits, partial, int(tiles.size), tiles.get("stride"),
-                                   list(tiles.get("splits", SPLITS)), getattr(source, "root", None))
+            tile_manifest = write_tiles(splits, partial, int(tiles.size), tiles.get("stride"),
+                                        list(tiles.get("splits", SPLITS)), getattr(source, "root", None))
             write_results(partial / "splits.json", {"dataset": report["dataset"], "tile_size": int(tiles.size),
-                                                    "splits": manifest})
-        report["tiles"] = {name: len(v) for name, v in manifest.items()}
+                                                    "splits": tile_manifest})
+        report["tiles"] = {name: len(v) for name, v in tile_manifest.items()}
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
-    path = write_results(out / "stats.json", report)
+    # splits.json and stats.json appear together, after the tiles, or (interrupted, failed) not at all
+    path, _ = write_together({out / "stats.json": report, out / "splits.json": manifest})
     _print_report(report, out, path)
     return report
 

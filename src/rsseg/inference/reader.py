@@ -93,7 +93,7 @@ class StripReader(threading.Thread):
         if pad:
             pixels = np.pad(pixels, ((0, 0), (0, 0), (0, pad)), mode="reflect")
             if mask is not None:
-                mask = np.pad(mask, ((0, 0), (0, pad)), constant_values=False)
+                mask = np.pad(mask, ((0, 0), (0, pad)), mode="reflect")  # as the pixels: reflected nodata stays nodata
         return pixels, mask
 
     def run(self) -> None:
@@ -107,7 +107,7 @@ class StripReader(threading.Thread):
                     pixels, mask = self._rows(0, h)
                     strip = np.pad(pixels, ((0, 0), (0, T - h), (0, 0)), mode="reflect")
                     if mask is not None:
-                        mask = np.pad(mask, ((0, T - h), (0, 0)), constant_values=False)
+                        mask = np.pad(mask, ((0, T - h), (0, 0)), mode="reflect")
                 else:  # rows shared with the previous strip are copied, only the new ones are read
                     reuse = 0 if previous is None else max(0, previous[0] + T - r)
                     pixels, new_mask = self._rows(r + reuse, r + T)

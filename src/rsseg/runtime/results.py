@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,16 @@ def jsonable(value: Any) -> Any:
 
 def write_results(path: str | Path, payload: dict) -> Path:
     """Write ``payload`` as JSON atomically: a temporary file in the same folder, then a rename."""
-    path = Path(path)
-    with replaced_when_complete(path) as tmp, open(tmp, "w") as handle:
-        json.dump(jsonable(payload), handle, indent=2, allow_nan=False)
-        handle.write("\n")
-    return path
+    return write_together({path: payload})[0]
+
+
+def write_together(payloads: dict) -> list[Path]:
+    """Write several JSON files (``{path: payload}``) so that they appear together: each is written to a
+    temporary first, and the renames follow only once every one of them is complete."""
+    with ExitStack() as stack:
+        for path, payload in payloads.items():
+            tmp = stack.enter_context(replaced_when_complete(path))
+            with open(tmp, "w") as handle:
+                json.dump(jsonable(payload), handle, indent=2, allow_nan=False)
+                handle.write("\n")
+    return [Path(path) for path in payloads]
