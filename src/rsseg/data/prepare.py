@@ -255,7 +255,6 @@ def write_tiles(
 
 def run_prepare(cfg: DictConfig) -> dict:
     """Check, measure and (optionally) tile the configured dataset; returns the report written to stats.json."""
-
     started = time.perf_counter()
     data = cfg.data
     out = run_dir(cfg, "out_dir")

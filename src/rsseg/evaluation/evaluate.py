@@ -49,8 +49,9 @@ def _exclude(cfg: DictConfig, data: DictConfig | None, class_names: list[str]) -
         try:
             class_index(item, class_names)
         except ValueError:
-            raise ConfigError(f"{key}=[{','.join(str(i) for i in exclude)}]: {item} is not one of the {len(class_names)} classes; "
-                              f"expected names or 0-based indices of {', '.join(class_names)}") from None
+            shown = ",".join(str(i) for i in exclude)
+            raise ConfigError(f"{key}=[{shown}]: {item} is not one of the {len(class_names)} classes; expected "
+                              f"names or 0-based indices of {', '.join(class_names)}") from None
     return exclude
 
 
