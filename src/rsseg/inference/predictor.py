@@ -68,6 +68,10 @@ def _tta_transforms(mode: str) -> list[tuple[Callable, Callable]]:
     return pairs
 
 
+# Integer pixel types that float32 holds exactly.
+_EXACT_IN_FLOAT32 = (torch.uint8, torch.int8, torch.int16, torch.uint16)
+
+
 class TilePredictor:
     """Turns batches of raw tiles ``[B, bands, T, T]`` (any numeric dtype) into class probabilities.
 
@@ -138,12 +142,16 @@ class TilePredictor:
         tiles = [raw] if isinstance(raw, torch.Tensor) else list(raw)
         count = sum(t.shape[0] if t.dim() == 4 else 1 for t in tiles)
         x = self._buffer("input", (count, *tiles[0].shape[-3:]))
-        if isinstance(raw, torch.Tensor):
-            x.copy_(raw)
+        if tiles[0].dtype in _EXACT_IN_FLOAT32:
+            # float(raw) - mean in the pass that converts (one pass less than copy_, then sub_; the same numbers:
+            # these integers convert to float32 exactly).
+            for j, tile in enumerate(tiles):
+                torch.sub(tile.to(self.device, non_blocking=True), self.mean[0], out=x[j] if tile.dim() == 3 else x)
         else:
             for j, tile in enumerate(tiles):
-                x[j].copy_(tile)
-        x.sub_(self.mean).div_(self.std)
+                (x[j] if tile.dim() == 3 else x).copy_(tile)
+            x.sub_(self.mean)
+        x.div_(self.std)
         if nodata is not None:
             x.masked_fill_(nodata.to(self.device).unsqueeze(1), 0.0)
         return x
