@@ -256,8 +256,10 @@ def test_a_dataset_the_paper_did_not_use_has_no_paper_column_but_the_papers_step
     for name in ("xception", "mobilenetv2", "mobilenetv2_se"):
         path = tmp_path / name / "results.json"
         path.write_text(json.dumps({**json.loads(path.read_text()), "selection": {"split": "val"}}))
-    assert tables(tmp_path, "--no-figures", "--format", "md,csv", "--bootstrap", "0") == 0
+    assert tables(tmp_path, "--no-figures", "--format", "md,csv,tex", "--bootstrap", "0") == 0
     markdown = (tmp_path / "tables" / "mst_ablation-synthetic-smoke.md").read_text()
+    latex = (tmp_path / "tables" / "mst_ablation-synthetic-smoke.tex").read_text()
+    assert "MST-DeepLabv3+ $^\\ddagger$" in latex and latex.count("$^\\ddagger$") == 2  # the row and its note
     header = next(line for line in markdown.splitlines() if line.startswith("| Model"))
     assert "(paper) |" not in header and header.endswith("| Δ mIoU (paper, vaihingen) |")
     assert "- no paper column: Wang et al. 2024, Table 8 reports no results on synthetic (it reports vaihingen)" in markdown
