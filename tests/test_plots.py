@@ -1,0 +1,70 @@
+"""The figures of run folders and eval (rsseg.runtime.plots): the data they draw, the log they read, and that a
+figure which cannot be drawn is one warning, never a failed run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from rsseg.runtime.plots import confusion_figure, epoch_curves, normalise_rows
+from tests.conftest import REPO
+
+NAMES = ["soil", "crop", "water"]
+
+
+def test_the_confusion_figure_draws_each_true_row_divided_by_its_pixels():
+    counts = np.array([[6, 2, 0],
+                       [0, 0, 0],  # a class with no labelled pixel: its row stays 0, not NaN
+                       [1, 1, 8]])
+    expected = np.array([[0.75, 0.25, 0.0], [0.0, 0.0, 0.0], [0.1, 0.1, 0.8]])
+    assert np.allclose(normalise_rows(counts), expected)
+    axes = confusion_figure(counts, NAMES, "hand-made").axes[0]
+    assert np.allclose(np.asarray(axes.images[0].get_array()), expected)
+    assert [t.get_text() for t in axes.get_xticklabels()] == NAMES
+    assert [t.get_text() for t in axes.get_yticklabels()] == NAMES
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("predicted", "true")
+    assert [t.get_text() for t in axes.texts][:3] == ["0.75", "0.25", "0.00"]
+
+
+def test_curves_are_read_per_epoch_from_the_csv_log_without_the_runs_later_validations(tmp_path):
+    # As Lightning's CSVLogger writes it: per epoch a validation row and a training row at the epoch's last step;
+    # after fit, validate_best re-scores the best checkpoint and the test split is scored, at the last step again.
+    log = tmp_path / "metrics.csv"
+    log.write_text("epoch,step,train/loss_epoch,train/loss_step,val/loss,val/miou,test/miou\n"
+                   "0,3,,1.5,,,\n"
+                   "0,3,,,1.2,0.30,\n"
+                   "0,3,1.4,,,,\n"
+                   "1,7,,,0.9,0.45,\n"
+                   "1,7,1.0,,,,\n"
+                   "2,7,,,0.8,0.47,\n"
+                   "2,7,,,,,0.44\n")
+    curves = epoch_curves(log)
+    assert curves == {"train loss": ([0, 1], [1.4, 1.0]), "val loss": ([0, 1], [1.2, 0.9]),
+                      "val mIoU": ([0, 1], [0.30, 0.45])}
+
+
+def test_a_figure_that_fails_is_one_warning_and_the_others_are_drawn(tmp_path, capsys):
+    from rsseg.training.plots import write_run_plots
+
+    results = {"model": "unet", "data": "synthetic",
+               "metrics": {"val": {"confusion": [[1, 0], [0, 1]]}}}  # two classes where the run has three
+    no_trainer = SimpleNamespace(loggers=[], callbacks=[])
+    assert write_run_plots(tmp_path, results, no_trainer, NAMES, None) == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["warning: plots/confusion_val.png not drawn: a 2 x 2 confusion matrix for 3 class names"]
+    assert not (tmp_path / "plots").exists() or not any((tmp_path / "plots").iterdir())
+    results["metrics"]["val"]["confusion"] = np.eye(3, dtype=int).tolist()
+    assert write_run_plots(tmp_path, results, no_trainer, NAMES, None) == [tmp_path / "plots" / "confusion_val.png"]
+    assert (tmp_path / "plots" / "confusion_val.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("module", ["rsseg.runtime.plots", "rsseg.evaluation.plots"])
+def test_matplotlib_loads_only_to_draw(module):
+    code = f"import sys, {module}; print('matplotlib' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
