@@ -32,7 +32,9 @@ def test_the_confusion_figure_draws_each_true_row_divided_by_its_pixels():
 
 def test_curves_are_read_per_epoch_from_the_csv_log_without_the_runs_later_validations(tmp_path):
     # As Lightning's CSVLogger writes it: per epoch a validation row and a training row at the epoch's last step;
-    # after fit, validate_best re-scores the best checkpoint and the test split is scored, at the last step again.
+    # after fit, validate_best re-scores the best checkpoint and the test split is scored, at the epoch count and
+    # the step count (one past the last trained epoch and the last validation's step); a validation repeating a
+    # step is not a new point either.
     log = tmp_path / "metrics.csv"
     log.write_text("epoch,step,train/loss_epoch,train/loss_step,val/loss,val/miou,test/miou\n"
                    "0,3,,1.5,,,\n"
@@ -40,8 +42,10 @@ def test_curves_are_read_per_epoch_from_the_csv_log_without_the_runs_later_valid
                    "0,3,1.4,,,,\n"
                    "1,7,,,0.9,0.45,\n"
                    "1,7,1.0,,,,\n"
-                   "2,7,,,0.8,0.47,\n"
-                   "2,7,,,,,0.44\n")
+                   "1,7,,,0.85,0.46,\n"
+                   "2,8,,,0.8,0.47,\n"
+                   "2,8,,,,,0.44\n"
+                   "2,8,,,0.7,0.48,\n")
     curves = epoch_curves(log)
     assert curves == {"train loss": ([0, 1], [1.4, 1.0]), "val loss": ([0, 1], [1.2, 0.9]),
                       "val mIoU": ([0, 1], [0.30, 0.45])}

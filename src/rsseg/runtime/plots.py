@@ -171,8 +171,9 @@ def newest_csv_log(folder: Path) -> Path | None:
 def epoch_curves(metrics_csv: Path) -> dict[str, tuple[list[int], list[float]]]:
     """Per curve of :data:`CURVES` logged at least once: (epochs, values) in the order of the log.
 
-    A validation after ``fit`` (re-scoring the best checkpoint) repeats the last step: only a step's first value
-    counts, so each point is a validation of the training as it went."""
+    After ``fit``, re-scoring the best checkpoint (``validate_best``) and the test split log again, at the epoch
+    count (one past the last trained epoch) or at the last validation's step: only a step's first value counts,
+    and nothing past the last trained epoch, so each point is a validation of the training as it went."""
     seen: dict[str, set[int]] = {name: set() for name in CURVES}
     curves: dict[str, tuple[list[int], list[float]]] = {}
     with open(metrics_csv, newline="") as handle:
@@ -188,7 +189,11 @@ def epoch_curves(metrics_csv: Path) -> dict[str, tuple[list[int], list[float]]]:
                 epochs, values = curves.setdefault(name, ([], []))
                 epochs.append(int(float(record["epoch"])))
                 values.append(float(value))
-    return curves
+    if "train loss" in curves:
+        last = max(curves["train loss"][0])
+        curves = {name: ([e for e in epochs if e <= last], [v for e, v in zip(epochs, values) if e <= last])
+                  for name, (epochs, values) in curves.items()}
+    return {name: curve for name, curve in curves.items() if curve[0]}
 
 
 def run_curves_figure(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], title: str,
