@@ -72,3 +72,43 @@ def test_matplotlib_loads_only_to_draw(module):
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "False"
+
+
+def test_validation_samples_keep_the_first_tiles_and_their_prediction_and_log_them(tmp_path):
+    import torch
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from rsseg.training.callbacks.samples import ValidationSamples
+
+    class Threshold(torch.nn.Module):
+        """Class 2 where the first band is positive, else class 0."""
+
+        class_names = NAMES
+        hparams = {"cfg": {"data": {"mean": [10.0, 10.0, 10.0], "std": [2.0, 2.0, 2.0], "palette": None}}}
+
+        def forward(self, image):
+            positive = (image[:, :1] > 0).float()
+            return torch.cat([1 - positive, torch.zeros_like(positive), 2 * positive], dim=1)
+
+    image = torch.randn(5, 3, 8, 8)
+    batch = {"image": image, "mask": torch.randint(0, 3, (5, 8, 8)), "scene": torch.tensor([1, 0, 1, 0, 0])}
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    scenes = [SimpleNamespace(name="north"), SimpleNamespace(name="south")]
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, loggers=[logger], global_step=3,
+                              val_dataloaders=SimpleNamespace(dataset=SimpleNamespace(scenes=scenes)))
+    callback = ValidationSamples(num_tiles=3)
+    callback.on_validation_batch_end(trainer, Threshold(), None, batch, 0)
+    callback.on_validation_batch_end(trainer, Threshold(), None, {k: v + 1 for k, v in batch.items()}, 1)  # not kept
+    callback.on_validation_epoch_end(trainer, Threshold())
+    tiles = callback.latest
+    assert tiles.names == ["tile 0, south", "tile 1, north", "tile 2, south"]
+    assert np.array_equal(tiles.labels, batch["mask"][:3].numpy())
+    assert np.array_equal(tiles.predictions, np.where(image[:3, 0].numpy() > 0, 2, 0))
+    assert tiles.images.shape == (3, 8, 8, 3) and tiles.images.dtype == np.uint8 and tiles.images.max() == 255
+    logger.experiment.flush()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(logger.log_dir), size_guidance={"images": 0})
+    events.Reload()
+    logged = events.Images("val/samples")  # the tiles in one grid, each image | label | prediction side by side
+    assert [(i.step, i.width, i.height) for i in logged] == [(3, 3 * 24, 8)]
