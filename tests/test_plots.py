@@ -66,7 +66,7 @@ def test_a_figure_that_fails_is_one_warning_and_the_others_are_drawn(tmp_path, c
     assert (tmp_path / "plots" / "confusion_val.png").read_bytes().startswith(b"\x89PNG")
 
 
-@pytest.mark.parametrize("module", ["rsseg.runtime.plots", "rsseg.evaluation.plots"])
+@pytest.mark.parametrize("module", ["rsseg.runtime.plots", "rsseg.evaluation.plots", "rsseg.tables.figures"])
 def test_matplotlib_loads_only_to_draw(module):
     code = f"import sys, {module}; print('matplotlib' in sys.modules)"
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

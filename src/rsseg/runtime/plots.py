@@ -5,7 +5,8 @@ by the functions here (matplotlib's object API on the Agg canvas: no display, no
 * :func:`iou_bars_figure`: per-class IoU bars, one bar per model in each class's group;
 * :func:`prediction_grid_figure`: image | label | prediction(s) on the same tiles, a class legend below;
 * :func:`run_curves_figure`: a run's losses and validation mIoU per epoch, read by :func:`epoch_curves` from the
-  CSV log Lightning writes (``csv/version_N/metrics.csv``).
+  CSV log Lightning writes (``csv/version_N/metrics.csv``);
+* :func:`validation_curves_figure`: validation mIoU over optimiser steps of several rows and seeds (tables).
 
 matplotlib is imported inside the functions, so that importing this module (and every command that may draw)
 stays cheap: a refused command answers before any plotting library loads. The figures carry no colours of a
@@ -159,6 +160,29 @@ def prediction_grid_figure(images: Sequence[np.ndarray], labels: np.ndarray, nam
     handles = [Patch(facecolor=legend[i], edgecolor="black", linewidth=0.3, label=n) for i, n in enumerate(class_names)]
     figure.legend(handles=handles, loc="lower center", ncols=min(k, 8), fontsize=7, frameon=False)
     figure.subplots_adjust(bottom=0.45 / (2.1 * len(images) + 0.6), wspace=0.04, hspace=0.04)
+    return figure
+
+
+def validation_curves_figure(curves: Sequence[tuple[str, list[tuple[np.ndarray, np.ndarray]]]], title: str) -> Figure:
+    """Validation mIoU (%) over optimiser steps: per row, each seed's curve thin and the mean over seeds thick."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.0))
+    axes = figure.add_subplot()
+    for index, (label, seeds) in enumerate(curves):
+        colour = f"C{index % 10}"
+        for steps, values in seeds:
+            axes.plot(steps, values, color=colour, alpha=0.35, linewidth=0.8)
+        common = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in seeds)))
+        if common:
+            mean = [np.mean([values[list(steps).index(step)] for steps, values in seeds]) for step in common]
+            axes.plot(common, mean, color=colour, linewidth=2.0, marker="o", markersize=3,
+                      label=f"{label} (n={len(seeds)})")
+    axes.set_xlabel("optimiser step")
+    axes.set_ylabel("validation mIoU (%)")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
     return figure
 
 

@@ -10,8 +10,8 @@
 Each figure carries its caption and the tables' provenance (the command, the training commands, the runs'
 commits, the scale) in its PNG text chunks and PDF metadata, and in ``<figure>.txt`` beside it.
 
-The confusion matrix, the IoU bars and the prediction grid are drawn by :mod:`rsseg.runtime.plots`, as a run
-folder's and ``rsseg eval``'s own figures are.
+Every figure is drawn by :mod:`rsseg.runtime.plots`, as a run folder's and ``rsseg eval``'s own figures are;
+this module chooses what each shows.
 
 A figure that cannot be drawn (no confusion matrix in results.json, a checkpoint that is gone, data that is not
 where the checkpoint's config says) is skipped with a note; it never stops the tables.
@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from rsseg.runtime.files import replaced_when_complete
 from rsseg.runtime.plots import (
@@ -33,11 +33,15 @@ from rsseg.runtime.plots import (
     newest_csv_log,
     prediction_grid_figure,
     stretch,
+    validation_curves_figure,
 )
 from rsseg.tables.bootstrap import summarise
 from rsseg.tables.build import GroupTables
 from rsseg.tables.columns import metric_value
 from rsseg.tables.groups import Row
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FORMATS = ("png", "pdf")
 
@@ -72,27 +76,6 @@ def shown_path(path: Path) -> Path:
         return path.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         return path
-
-
-def validation_curves_figure(curves: Sequence[tuple[str, list[tuple[np.ndarray, np.ndarray]]]], title: str) -> Figure:
-    """Validation mIoU (%) over optimiser steps: per row, each seed's curve thin and the mean over seeds thick."""
-    figure = Figure(figsize=(6.4, 4.0))
-    axes = figure.add_subplot()
-    for index, (label, seeds) in enumerate(curves):
-        colour = f"C{index % 10}"
-        for steps, values in seeds:
-            axes.plot(steps, values, color=colour, alpha=0.35, linewidth=0.8)
-        common = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in seeds)))
-        if common:
-            mean = [np.mean([values[list(steps).index(step)] for steps, values in seeds]) for step in common]
-            axes.plot(common, mean, color=colour, linewidth=2.0, marker="o", markersize=3,
-                      label=f"{label} (n={len(seeds)})")
-    axes.set_xlabel("optimiser step")
-    axes.set_ylabel("validation mIoU (%)")
-    axes.set_title(title, fontsize=9)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    return figure
 
 
 def read_validation_curve(results_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
