@@ -69,14 +69,19 @@ def test_prediction_label_pairs_give_the_hand_computed_confusion(tmp_path):
     stored = json.loads((tmp_path / "run" / "results.json").read_text())
     assert stored["metrics"]["predictions"]["confusion"] == metrics["confusion"]
     assert set(stored["metrics"]["predictions"]["per_class"]) == set(NAMES)
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.png")) == ["confusion_predictions.png",
+                                                                        "iou_predictions.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") and p.stat().st_size > 10_000
+               for p in (tmp_path / "run").glob("*.png"))
     # streaming in windows of a few pixels counts the same, and excluded classes leave the means only
     confusion, _ = evaluate_predictions(tmp_path / "pred" / "area7_classes.tif", tmp_path / "gt" / "area7_label.tif",
                                         NAMES, None, [], window_pixels=5)
     assert np.array_equal(confusion, EXPECTED)
     single = evaluate(f"pred={tmp_path / 'pred' / 'area7_classes.tif'}", f"label={tmp_path / 'gt' / 'area7_label.tif'}",
-                      f"out_dir={tmp_path / 'run2'}", "exclude_from_mean=[water]")
+                      f"out_dir={tmp_path / 'run2'}", "exclude_from_mean=[water]", "plots=false")
     assert single["metrics"]["predictions"]["miou"] == pytest.approx(5 / 8)
     assert single["metrics"]["predictions"]["oa"] == pytest.approx(13 / 17)
+    assert [p.name for p in (tmp_path / "run2").iterdir()] == ["results.json"]
 
 
 def test_colour_labels_decode_through_the_palette_and_unknown_colours_fail(tmp_path):

@@ -17,7 +17,7 @@ SMALL_MODEL = ["model=smp_deeplabv3plus"]
 def test_fast_dev_run_of_train_py_writes_results(tmp_path, cache_dir):
     run = subprocess.run(
         [sys.executable, "train.py", "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}",
-         f"paths.cache_dir={cache_dir}", "callbacks.rich_progress_bar=null", *SMALL_DATA],
+         f"paths.cache_dir={cache_dir}", "callbacks.rich_progress_bar=null", "plots=false", *SMALL_DATA],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -27,12 +27,17 @@ def test_fast_dev_run_of_train_py_writes_results(tmp_path, cache_dir):
     assert results["mib"] == pytest.approx(results["params"] * 4 / 2**20, abs=0.01)
     assert results["config"]["data"]["num_classes"] == 6
     assert "mIoU" in run.stdout
+    assert not (tmp_path / "plots").exists()  # plots=false; it validated, so the confusion figure had its data
 
 
 def test_training_lowers_the_loss_and_checkpoints_rebuild_the_model(train_config, tmp_path):
     import csv
 
+    import numpy as np
+    from PIL import Image
+
     from rsseg.models.checkpoint import load_model_from_checkpoint
+    from rsseg.runtime.plots import epoch_curves
 
     cfg = train_config(*SMALL_MODEL, "logger=csv", "trainer.max_epochs=6", "data.train_samples_per_epoch=16",
                        "aug=none", "optimizer.lr=2e-3", "scheduler=constant")
@@ -54,6 +59,19 @@ def test_training_lowers_the_loss_and_checkpoints_rebuild_the_model(train_config
     assert stored.data.class_names[0] == "built-up"
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 6, 64, 64)
+    # The run folder's figures: curves from this very log, one point per trained epoch.
+    curves = epoch_curves(tmp_path / "csv" / "version_0" / "metrics.csv")
+    assert curves["train loss"] == (list(range(6)), epoch_losses)
+    assert curves["val mIoU"] == ([epoch for _, epoch in val[:6]], [miou for miou, _ in val[:6]])
+    assert curves["val mIoU"][0] == list(range(6)) and len(curves["val loss"][0]) == 6
+    plots = tmp_path / "plots"
+    assert sorted(p.name for p in plots.iterdir()) == ["confusion_val.png", "curves.png", "samples_val.png"]
+    for path in plots.iterdir():
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.width > 400 and image.height > 300, path
+            assert np.asarray(image.convert("L")).std() > 20, path  # drawn, not blank
+    with Image.open(plots / "samples_val.png") as samples:  # 4 tiles of image | label | prediction
+        assert samples.height > samples.width
 
 
 def test_class_count_mismatch_stops_before_training(train_config):

@@ -94,6 +94,7 @@ class EvalConfig(SlidingWindowConfig):
     label: str | None = option(None, "label rasters: a file, a folder or a quoted glob")
     exclude_from_mean: list[Any] | None = option(None, "a list of class names or indices, e.g. [clutter]")
     save_predictions: bool = option(False, "true or false")
+    plots: bool = option(True, "true or false")
     out_dir: str | None = option(None, "a folder for results.json")
     data: Any = None
     protocol: Any = None
@@ -138,6 +139,7 @@ class TrainConfig:
     resume: str | None = option(None, "auto (the latest run of this config), a checkpoint .ckpt path, or null")
     validate_best: bool = option(True, "true or false")
     test: bool = option(True, "true or false")
+    plots: bool = option(True, "true or false")
     channels_last: Any = option(True, "true, false or auto (on where a GPU trains)", choices=("auto", "True", "False"))
     compile: bool = option(False, "true or false")
     data: Any = None

@@ -14,7 +14,8 @@ Labels are decoded with the data config's palette (colour-coded, unknown colour 
 the colour and its pixel count; ``ignore_colours`` such as the black boundaries of eroded ISPRS labels are
 ignored) or as class indices. Pixels whose prediction is nodata (255) are ignored, as training ignores labels
 under image nodata. Metrics come from :func:`rsseg.metrics.metrics_from_confusion` with the data config's
-``exclude_from_mean`` (or ``exclude_from_mean=[clutter]``), and ``results.json`` lands in the run folder.
+``exclude_from_mean`` (or ``exclude_from_mean=[clutter]``), and ``results.json`` lands in the run folder, with the
+confusion matrix and per-class IoU bars as PNG beside it (:mod:`rsseg.evaluation.plots`; ``plots=false``: none).
 """
 
 from __future__ import annotations
@@ -214,11 +215,17 @@ def run_eval(cfg: DictConfig, loaded: TrainedModel | None = None) -> dict:
         "config": _container(cfg),
     }
     path = write_results(run_dir(cfg, "out_dir") / "results.json", payload)
-    title = f"{split} metrics ({len(scenes)} scene{'s' * (len(scenes) != 1)}, {int(confusion.sum()):,} pixels)"
+    extent = f"{len(scenes)} scene{'s' * (len(scenes) != 1)}, {int(confusion.sum()):,} pixels"
+    title = f"{split} metrics ({extent})"
     print(format_table(metrics, title=title))
     if info.get("tiles"):
         print(f"{info['tiles']} tiles in {info['predict_seconds']} s ({info['tiles_per_s']} tiles/s) on {info['device']}")
     print(f"results: {path}")
+    if cfg.get("plots", True):
+        from rsseg.evaluation.plots import write_eval_plots
+
+        described = f"{data_name + ', ' if data_name else ''}{split} split ({extent})"
+        write_eval_plots(path.parent, metrics, class_names, split, described)
     return payload
 
 

@@ -10,26 +10,38 @@
 Each figure carries its caption and the tables' provenance (the command, the training commands, the runs'
 commits, the scale) in its PNG text chunks and PDF metadata, and in ``<figure>.txt`` beside it.
 
+Every figure is drawn by :mod:`rsseg.runtime.plots`, as a run folder's and ``rsseg eval``'s own figures are;
+this module chooses what each shows.
+
 A figure that cannot be drawn (no confusion matrix in results.json, a checkpoint that is gone, data that is not
 where the checkpoint's config says) is skipped with a note; it never stops the tables.
 """
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
-from rsseg.runtime.files import natural_key, replaced_when_complete
+from rsseg.runtime.files import replaced_when_complete
+from rsseg.runtime.plots import (
+    confusion_figure,
+    iou_bars_figure,
+    newest_csv_log,
+    prediction_grid_figure,
+    stretch,
+    validation_curves_figure,
+)
 from rsseg.tables.bootstrap import summarise
 from rsseg.tables.build import GroupTables
 from rsseg.tables.columns import metric_value
 from rsseg.tables.groups import Row
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FORMATS = ("png", "pdf")
 
@@ -66,36 +78,15 @@ def shown_path(path: Path) -> Path:
         return path
 
 
-def validation_curves_figure(curves: Sequence[tuple[str, list[tuple[np.ndarray, np.ndarray]]]], title: str) -> Figure:
-    """Validation mIoU (%) over optimiser steps: per row, each seed's curve thin and the mean over seeds thick."""
-    figure = Figure(figsize=(6.4, 4.0))
-    axes = figure.add_subplot()
-    for index, (label, seeds) in enumerate(curves):
-        colour = f"C{index % 10}"
-        for steps, values in seeds:
-            axes.plot(steps, values, color=colour, alpha=0.35, linewidth=0.8)
-        common = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in seeds)))
-        if common:
-            mean = [np.mean([values[list(steps).index(step)] for steps, values in seeds]) for step in common]
-            axes.plot(common, mean, color=colour, linewidth=2.0, marker="o", markersize=3,
-                      label=f"{label} (n={len(seeds)})")
-    axes.set_xlabel("optimiser step")
-    axes.set_ylabel("validation mIoU (%)")
-    axes.set_title(title, fontsize=9)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    return figure
-
-
 def read_validation_curve(results_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(steps, val mIoU in %) from the newest CSV log beside a results.json, None without one."""
     import csv
 
-    logs = sorted(results_path.parent.glob("csv/version_*/metrics.csv"), key=lambda p: natural_key(p.parent.name))
-    if not logs:
+    log = newest_csv_log(results_path.parent)
+    if log is None:
         return None
     points = {}
-    with open(logs[-1], newline="") as handle:
+    with open(log, newline="") as handle:
         for record in csv.DictReader(handle):
             if record.get("val/miou") and record.get("step"):
                 points[int(float(record["step"]))] = 100 * float(record["val/miou"])
@@ -103,72 +94,6 @@ def read_validation_curve(results_path: Path) -> tuple[np.ndarray, np.ndarray] |
         return None
     steps = np.array(sorted(points))
     return steps, np.array([points[step] for step in steps])
-
-
-def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: str) -> Figure:
-    """The confusion matrix with each true class's row divided by its pixel count (empty rows stay 0)."""
-    counts = np.asarray(confusion, dtype=np.float64)
-    totals = counts.sum(1, keepdims=True)
-    normalised = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    k = len(class_names)
-    side = 1.2 + 0.55 * k
-    figure = Figure(figsize=(side + 1.2, side))
-    axes = figure.add_subplot()
-    image = axes.imshow(normalised, vmin=0.0, vmax=1.0, cmap="Blues")
-    axes.set_xticks(range(k), class_names, rotation=45, ha="right")
-    axes.set_yticks(range(k), class_names)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    axes.set_title(title, fontsize=9)
-    for i in range(k):
-        for j in range(k):
-            value = normalised[i, j]
-            axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                      color="white" if value > 0.5 else "black")
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="fraction of the true class")
-    return figure
-
-
-def iou_bars_figure(labels: Sequence[str], means: np.ndarray, stds: np.ndarray, class_names: Sequence[str],
-                    title: str) -> Figure:
-    """Grouped bars: one group per class, one bar per model (``means``/``stds`` are ``[models, classes]`` in %)."""
-    models, k = means.shape
-    width = 0.8 / max(models, 1)
-    figure = Figure(figsize=(max(6.0, 0.9 * k * max(1, models) ** 0.5 + 2), 4.0))
-    axes = figure.add_subplot()
-    x = np.arange(k)
-    for index, label in enumerate(labels):
-        errors = np.nan_to_num(stds[index], nan=0.0)
-        axes.bar(x + (index - (models - 1) / 2) * width, np.nan_to_num(means[index], nan=0.0), width,
-                 yerr=errors if errors.any() else None, capsize=2, label=label)
-    axes.set_xticks(x, class_names, rotation=30, ha="right")
-    axes.set_ylabel("IoU (%)")
-    axes.set_ylim(0, 100)
-    axes.set_title(title, fontsize=9)
-    axes.legend(fontsize=7, ncols=min(models, 4), loc="upper center", bbox_to_anchor=(0.5, -0.25))
-    return figure
-
-
-def colourise(classes: np.ndarray, palette: Sequence[Sequence[int]] | None, num_classes: int) -> np.ndarray:
-    """Class indices ``[H, W]`` as RGB ``[H, W, 3]`` uint8 in the dataset's palette (ignored pixels black)."""
-    from rsseg.data.labels import colour_table
-
-    lookup = np.zeros((256, 3), dtype=np.uint8)
-    for index, colour in colour_table(palette, num_classes).items():
-        if index < num_classes:
-            lookup[index] = colour[:3]
-    return lookup[np.clip(classes, 0, 255).astype(np.uint8)]
-
-
-def stretch(image: np.ndarray) -> np.ndarray:
-    """A raw ``[bands, H, W]`` tile as displayable RGB in 0..1: the first three bands (or one as grey), each
-    stretched between its 2nd and 98th percentile."""
-    bands = image[:3] if image.shape[0] >= 3 else np.repeat(image[:1], 3, axis=0)
-    out = np.empty(bands.shape, dtype=np.float64)
-    for index, band in enumerate(bands):
-        low, high = np.nanpercentile(band, (2, 98))
-        out[index] = np.clip((band - low) / (high - low if high > low else 1.0), 0.0, 1.0)
-    return np.nan_to_num(out).transpose(1, 2, 0)
 
 
 @dataclass
@@ -231,33 +156,6 @@ def predict_tiles(model, spec, images: np.ndarray) -> np.ndarray:
     predictor = TilePredictor(model, spec.mean, spec.std, spec.num_classes, "cpu", "32", batch_size=len(images))
     with torch.no_grad():
         return predictor.probabilities(torch.from_numpy(images)).argmax(1).numpy()
-
-
-def prediction_grid_figure(tiles: ValidationTiles, predictions: Sequence[tuple[str, np.ndarray]],
-                           class_names: Sequence[str], palette) -> Figure:
-    """Rows: tiles; columns: image, label, then each model's prediction; a class legend below."""
-    k = len(class_names)
-    columns = 2 + len(predictions)
-    figure = Figure(figsize=(2.1 * columns, 2.1 * len(tiles.images) + 0.6))
-    grid = figure.subplots(len(tiles.images), columns, squeeze=False)
-    titles = ["image", "label", *(label for label, _ in predictions)]
-    for r, image in enumerate(tiles.images):
-        unlabelled = tiles.labels[r] >= k  # outside the scene or ignored: shown black in every panel
-        panels = [stretch(image), colourise(tiles.labels[r], palette, k),
-                  *(colourise(np.where(unlabelled, 255, classes[r]), palette, k) for _, classes in predictions)]
-        for c, panel in enumerate(panels):
-            axes = grid[r][c]
-            axes.imshow(panel, interpolation="nearest")
-            axes.set_xticks([])
-            axes.set_yticks([])
-            if r == 0:
-                axes.set_title(textwrap.fill(titles[c], 18), fontsize=8)
-        grid[r][0].set_ylabel(tiles.names[r], fontsize=6)
-    colours = colourise(np.arange(k), palette, k) / 255.0
-    handles = [Patch(facecolor=colours[i], edgecolor="black", linewidth=0.3, label=n) for i, n in enumerate(class_names)]
-    figure.legend(handles=handles, loc="lower center", ncols=min(k, 8), fontsize=7, frameon=False)
-    figure.subplots_adjust(bottom=0.45 / (2.1 * len(tiles.images) + 0.6), wspace=0.04, hspace=0.04)
-    return figure
 
 
 class GroupFigures:
@@ -339,7 +237,10 @@ class GroupFigures:
         if tiles is None:
             self.notes.append(f"{self.slug}: no row has a checkpoint; no prediction grid")
             return
-        figure = prediction_grid_figure(tiles, predictions, self.class_names, palette)
+        from rsseg.data.labels import colour_table
+
+        figure = prediction_grid_figure([stretch(image) for image in tiles.images], tiles.labels, tiles.names,
+                                        predictions, self.class_names, colour_table(palette, len(self.class_names)))
         self.written += self.save(figure, "predictions", f"Image, label and each row's prediction on {count} "
                                   f"validation tiles ({self.tables.group.data}; each row's lowest seed)")
 

@@ -247,4 +247,8 @@ def _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started
             f"params {params:,} ({mib:.2f} MiB), {results['train_images_per_s']} train images/s, "
             f"{results['wall_time_s']} s; results: {path}"
         )
+        if cfg.get("plots", True):
+            from rsseg.training.plots import write_run_plots
+
+            write_run_plots(out, results, trainer, resolved["data"]["class_names"], resolved["data"].get("palette"))
     return results
