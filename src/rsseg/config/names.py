@@ -1,0 +1,79 @@
+"""Names a user can find: the folder of a sweep job, named by the overrides that made it.
+
+Hydra names a plain sweep's job folders ``0``, ``1``, ... and its ``${hydra.job.override_dirname}`` turns a path
+value into nested folders (``protocol.split_file=/data/split.json`` becomes ``protocol.split_file=/data/`` +
+``split.json``). rsseg's hydra configs name every job folder with ``${rsseg.job_folder:...}`` instead: the job's
+overrides as typed, ``key=value`` joined by commas and sorted (so a name is what ``override_dirname`` would give
+where that is already a safe folder name), minus the keys that do not change what a run computes, made into one
+safe folder name:
+
+* a value holding a character a folder name should not (``/``, ``\\``, a space, a quote, ``*``, ``$`` ...) has them
+  replaced by ``_`` and gets a short hash of the value as typed, so two values never share a folder:
+  ``protocol.split_file=data_split.json-4c8d2b``;
+* a value longer than :data:`MAX_VALUE` characters keeps its end (a path: the file name) or its start (anything
+  else) and gets the hash;
+* a whole name longer than :data:`MAX_NAME` characters is cut and gets a hash of the whole name.
+
+The same command always gives the same names, which is what lets a re-launched sweep find its finished jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+
+JOB_FOLDER = "rsseg.job_folder"
+MAX_VALUE = 40
+# Under the 255 bytes most file systems allow in one name (every character kept is ASCII).
+MAX_NAME = 200
+UNSAFE = re.compile(r"[^A-Za-z0-9._,+=@%\[\]{}-]")
+SEPARATORS = re.compile(r"[\\/]+")
+
+
+def digest(text: str, length: int = 6) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:length]
+
+
+def safe_value(value: str) -> str:
+    """``value`` as one safe part of a folder name; unchanged when it already is one and short."""
+    if not UNSAFE.search(value) and len(value) <= MAX_VALUE:
+        return value
+    path_like = bool(SEPARATORS.search(value))
+    cleaned = UNSAFE.sub("_", SEPARATORS.sub("/", value).strip("/")).strip("_") or "_"
+    if len(cleaned) > MAX_VALUE - 7:
+        cleaned = cleaned[-(MAX_VALUE - 7):].lstrip("_") if path_like else cleaned[:MAX_VALUE - 7].rstrip("_")
+    return f"{cleaned}-{digest(value)}"
+
+
+def split_override(line: str) -> tuple[str, str, str | None]:
+    """``(prefix, key, value)`` of an override as typed: ``+data.root=/x`` -> ``("+", "data.root", "/x")``;
+    the value is None for a deletion without one (``~key``)."""
+    head, sep, value = line.partition("=")
+    key = head.lstrip("~+")
+    return head[: len(head) - len(key)], key, value if sep else None
+
+
+def excluded(key: str, patterns: Iterable[str]) -> bool:
+    """Whether an override's key (or group, without its ``@package``) is left out of the name: ``patterns`` are
+    keys (``logger``, as Hydra's ``override_dirname.exclude_keys`` are) or shell patterns (``paths.*``)."""
+    group = key.split("@", 1)[0]
+    return any(fnmatchcase(group, str(pattern)) for pattern in patterns)
+
+
+def job_folder(overrides: Iterable[str], exclude: Iterable[str] = (), empty: str | int = "") -> str:
+    """The folder name of a sweep job run with ``overrides`` (``hydra.overrides.task``); ``empty`` when every
+    override is excluded."""
+    exclude = [str(p) for p in exclude or ()]
+    items = []
+    for line in sorted(str(o) for o in overrides):
+        prefix, key, value = split_override(line)
+        if excluded(key, exclude):
+            continue
+        key = UNSAFE.sub("_", key)
+        items.append(f"{prefix}{key}" if value is None else f"{prefix}{key}={safe_value(value)}")
+    name = ",".join(items)
+    if len(name) > MAX_NAME:
+        name = f"{name[:MAX_NAME - 9].rstrip(',')}-{digest(name, 8)}"
+    return name or str(empty)
