@@ -10,8 +10,8 @@ safe folder name:
 * a value holding a character a folder name should not (``/``, ``\\``, a space, a quote, ``*``, ``$`` ...) has them
   replaced by ``_`` and gets a short hash of the value as typed, so two values never share a folder:
   ``protocol.split_file=data_split.json-4c8d2b``;
-* a value longer than :data:`MAX_VALUE` characters keeps its end (a path: the file name) or its start (anything
-  else) and gets the hash;
+* a value longer than :data:`MAX_VALUE` characters keeps its end (a path: the file name and the folders above it
+  that fit) or its start (anything else) and gets the hash;
 * a whole name longer than :data:`MAX_NAME` characters is cut and gets a hash of the whole name.
 
 The same command always gives the same names, which is what lets a re-launched sweep find its finished jobs.
@@ -36,15 +36,26 @@ def digest(text: str, length: int = 6) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:length]
 
 
+def _clean(text: str) -> str:
+    return re.sub("_+", "_", UNSAFE.sub("_", text)).strip("_")
+
+
 def safe_value(value: str) -> str:
     """``value`` as one safe part of a folder name; unchanged when it already is one and short."""
     if not UNSAFE.search(value) and len(value) <= MAX_VALUE:
         return value
-    path_like = bool(SEPARATORS.search(value))
-    cleaned = UNSAFE.sub("_", SEPARATORS.sub("/", value).strip("/")).strip("_") or "_"
-    if len(cleaned) > MAX_VALUE - 7:
-        cleaned = cleaned[-(MAX_VALUE - 7):].lstrip("_") if path_like else cleaned[:MAX_VALUE - 7].rstrip("_")
-    return f"{cleaned}-{digest(value)}"
+    room = MAX_VALUE - 7  # "-" and the hash
+    parts = [_clean(part) for part in SEPARATORS.split(value)]
+    parts = [part for part in parts if part]
+    if len(parts) > 1:
+        # A path: its last folders and file name that fit, whole.
+        kept: list[str] = []
+        while parts and len("_".join([parts[-1], *kept])) <= room:
+            kept.insert(0, parts.pop())
+        cleaned = "_".join(kept) or parts[-1][-room:]
+    else:
+        cleaned = (parts[0] if parts else "")[:room]
+    return f"{cleaned or '_'}-{digest(value)}"
 
 
 def split_override(line: str) -> tuple[str, str, str | None]:
