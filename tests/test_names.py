@@ -50,6 +50,15 @@ def test_long_values_and_names_are_shortened_with_a_hash():
     path = "/home/someone/projects/fields/splits/fold_3_of_5_with_buffers.json"
     name = job_folder([f"protocol.split_file={path}"])
     assert name == f"protocol.split_file=fold_3_of_5_with_buffers.json-{sha(path)}"
+    # Too long a name: keys by their last part, and a hash of the whole name.
+    small = ["data.scenes.num_scenes=3", "data.scenes.size=256", "data.scenes.val_scenes=1", "data.tile_size=64",
+             "data.eval_tile_size=128", "data.train_samples_per_epoch=8", "data.batch_size=4", "trainer.max_epochs=1",
+             "model=smp_deeplabv3plus", "seed=0"]
+    whole = ",".join(sorted(small))
+    assert len(whole) > MAX_NAME
+    assert job_folder(small) == ("batch_size=4,eval_tile_size=128,num_scenes=3,size=256,val_scenes=1,tile_size=64,"
+                                 "train_samples_per_epoch=8,model=smp_deeplabv3plus,seed=0,max_epochs=1-"
+                                 + hashlib.sha1(whole.encode()).hexdigest()[:8])
     many = [f"model.option_{i}=value_{i}" for i in range(30)]
     long = job_folder(many)
     assert len(long) == MAX_NAME and long.endswith("-" + hashlib.sha1(",".join(sorted(many)).encode()).hexdigest()[:8])

@@ -12,7 +12,8 @@ safe folder name:
   ``protocol.split_file=data_split.json-4c8d2b``;
 * a value longer than :data:`MAX_VALUE` characters keeps its end (a path: the file name and the folders above it
   that fit) or its start (anything else) and gets the hash;
-* a whole name longer than :data:`MAX_NAME` characters is cut and gets a hash of the whole name.
+* a whole name longer than :data:`MAX_NAME` characters names each key by its last part (``num_scenes=3`` for
+  ``data.scenes.num_scenes=3``), is cut if still too long, and gets a hash of the whole name.
 
 The same command always gives the same names, which is what lets a re-launched sweep find its finished jobs.
 """
@@ -80,11 +81,18 @@ def job_folder(overrides: Iterable[str], exclude: Iterable[str] = (), empty: str
     items = []
     for line in sorted(str(o) for o in overrides):
         prefix, key, value = split_override(line)
-        if excluded(key, exclude):
-            continue
-        key = UNSAFE.sub("_", key)
-        items.append(f"{prefix}{key}" if value is None else f"{prefix}{key}={safe_value(value)}")
-    name = ",".join(items)
-    if len(name) > MAX_NAME:
-        name = f"{name[:MAX_NAME - 9].rstrip(',')}-{digest(name, 8)}"
-    return name or str(empty)
+        if not excluded(key, exclude):
+            items.append((prefix, UNSAFE.sub("_", key), None if value is None else safe_value(value)))
+
+    def joined(short_keys: bool) -> str:
+        return ",".join(f"{prefix}{key.rsplit('.', 1)[-1] if short_keys else key}{'' if value is None else '=' + value}"
+                        for prefix, key, value in items)
+
+    name = joined(short_keys=False)
+    if len(name) <= MAX_NAME:
+        return name or str(empty)
+    # Too long: each key by its last part (data.scenes.num_scenes -> num_scenes), then cut; the hash of the whole
+    # name keeps names apart.
+    tag = f"-{digest(name, 8)}"
+    short = joined(short_keys=True)
+    return (short if len(short) + len(tag) <= MAX_NAME else short[:MAX_NAME - len(tag)].rstrip(",")) + tag
