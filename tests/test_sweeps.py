@@ -33,8 +33,11 @@ def user_folder(tmp_path: Path) -> Path:
 
 
 def job(sweep: Path, override: str) -> Path:
-    """The job folder of a sweep whose name holds ``override`` (job folders are named by their overrides)."""
-    [folder] = [p for p in sweep.iterdir() if p.is_dir() and override in p.name.split(",")]
+    """The job folder of a sweep whose name holds ``override`` (job folders are named by their overrides; in a name
+    too long for one folder, ``data.batch_size=4`` reads ``batch_size=4``)."""
+    key, value = override.split("=", 1)
+    forms = {override, f"{key.rsplit('.', 1)[-1]}={value}"}
+    [folder] = [p for p in sweep.iterdir() if p.is_dir() and forms & set(p.name.split(","))]
     return folder
 
 
