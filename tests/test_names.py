@@ -20,8 +20,8 @@ from omegaconf import OmegaConf
 
 from rsseg.config import CONF_DIR
 from rsseg.config.names import MAX_NAME, job_folder
-from rsseg.runtime.cmdline import for_hydra
 from rsseg.errors import ConfigError
+from rsseg.runtime.cmdline import for_hydra
 from tests.conftest import REPO
 
 
@@ -182,7 +182,6 @@ def test_an_installed_rsseg_inside_another_git_repository_reports_no_commit_of_i
     assert git_commit(REPO / "src" / "rsseg" / "_version.py") == git_commit()
 
 
-@pytest.mark.slow  # builds a wheel and a virtualenv: about a minute
 def test_a_wheel_records_the_commit_it_was_built_from(tmp_path):
     import zipfile
     from importlib.metadata import version
