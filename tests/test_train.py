@@ -1,6 +1,7 @@
 """Training end to end on small synthetic scenes: fast_dev_run of train.py, a loss that falls, bad input."""
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -15,13 +16,12 @@ SMALL_MODEL = ["model=smp_deeplabv3plus"]
 
 
 def test_fast_dev_run_of_train_py_writes_results(tmp_path, cache_dir):
-    run = subprocess.run(
-        [sys.executable, "train.py", "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}",
-         f"paths.cache_dir={cache_dir}", "callbacks.rich_progress_bar=null", "plots=false", *SMALL_DATA],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
+    args = ["train.py", "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}", f"paths.cache_dir={cache_dir}",
+            "callbacks.rich_progress_bar=null", "plots=false", *SMALL_DATA]
+    run = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
+    assert results["command"] == shlex.join(["python", *args])  # as typed: a command that runs again
     assert set(results["metrics"]["val"]["per_class"]) == {"built-up", "road", "farmland", "forest", "meadow", "water"}
     assert results["steps"] == 1 and results["params"] > 1_000_000
     assert results["mib"] == pytest.approx(results["params"] * 4 / 2**20, abs=0.01)

@@ -26,7 +26,7 @@ def build_wheel(tmp_path: Path) -> Path:
     no dependencies."""
     project = tmp_path / "project"
     shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "setup.py"):
         shutil.copy(REPO / name, project / name)
     run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                           "-w", str(tmp_path / "dist"), str(project)], capture_output=True, text=True, timeout=600)

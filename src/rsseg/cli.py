@@ -133,10 +133,12 @@ def run_hydra(command: Command, argv: list[str]) -> None:
         return sweep_value((task or command.task())(cfg))
 
     # Hydra reads its arguments from sys.argv; the job is named after the command, as the root scripts are.
+    # results.json records the command as typed, without that addition.
+    typed = ["rsseg", command.name, *argv]
     if not any(arg.startswith("hydra.job.name=") for arg in argv):
         argv = [*argv, f"hydra.job.name={command.name}"]
     sys.argv = [sys.argv[0], *argv]
-    run_app(app)
+    run_app(app, typed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The resolvers rsseg's configs call: ``${rsseg.searchpath:}`` and ``${rsseg.stats:...}``.
+"""The resolvers rsseg's configs call: ``${rsseg.searchpath:}``, ``${rsseg.stats:...}`` and
+``${rsseg.job_folder:...}`` (a sweep job's folder name, :mod:`rsseg.config.names`).
 
 ``${rsseg.searchpath:}`` puts the user's config folders (``$RSSEG_CONFIG_PATH``) on Hydra's search path. The data
 configs read their normalisation through ``${rsseg.stats:...}``::
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from rsseg.config.names import JOB_FOLDER, job_folder
 from rsseg.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -76,10 +78,12 @@ def stats_or_default(stats_file: str | None, key: str, default: Sequence[float])
 
 
 def register_resolvers() -> None:
-    """Make both resolvers known to OmegaConf (once per process)."""
+    """Make the resolvers known to OmegaConf (once per process)."""
     if not OmegaConf.has_resolver(SEARCH_PATH):
         OmegaConf.register_new_resolver(SEARCH_PATH, lambda: search_path())
     if not OmegaConf.has_resolver(STATS):
         OmegaConf.register_new_resolver(
             STATS, lambda path, key, default=None: stats_or_default(path, key, default), use_cache=False
         )
+    if not OmegaConf.has_resolver(JOB_FOLDER):
+        OmegaConf.register_new_resolver(JOB_FOLDER, job_folder)

@@ -15,7 +15,7 @@ from typing import Any
 
 from rsseg.errors import DataError
 
-EXPECTED = "expected the .ckpt file of a trained rsseg model (checkpoints/last.ckpt or the best one of a run)"
+EXPECTED = "expected the .ckpt file of a trained rsseg model (a run's checkpoints/best.ckpt or checkpoints/last.ckpt)"
 
 
 def read_checkpoint(path: str | Path, key: str = "ckpt", mmap: bool = False) -> dict[str, Any]:

@@ -22,10 +22,11 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from rsseg.errors import Interrupted, RssegError
+from rsseg.runtime.cmdline import for_hydra, recorded
 from rsseg.runtime.console import print_error
 
 DEBUG_ENV = "RSSEG_DEBUG"
@@ -36,9 +37,13 @@ def debugging() -> bool:
     return os.environ.get(DEBUG_ENV) == "1"
 
 
-def run_app(hydra_main: Callable[[], object]) -> object:
-    """Run a ``@hydra.main`` function: composition errors become one line and exit 2 like the others."""
+def run_app(hydra_main: Callable[[], object], typed: Sequence[str] | None = None) -> object:
+    """Run a ``@hydra.main`` function: composition errors become one line and exit 2 like the others.
+
+    ``typed``: the command as the user typed it (``rsseg train ...``), when ``sys.argv`` is not (the rsseg command
+    rewrites it); results record it (:mod:`rsseg.runtime.cmdline`). Hydra's flags may come anywhere in it."""
     saved = {key: os.environ.get(key) for key in (DEBUG_ENV, "HYDRA_FULL_ERROR", _OWN_FULL_ERROR)}
+    typed = list(typed) if typed is not None else ["python", *sys.argv]
     if "--debug" in sys.argv[1:]:
         sys.argv.remove("--debug")
         os.environ[DEBUG_ENV] = "1"
@@ -49,7 +54,9 @@ def run_app(hydra_main: Callable[[], object]) -> object:
     # Hydra re-raises instead of printing its own report, so the message below is the only one.
     os.environ["HYDRA_FULL_ERROR"] = os.environ[_OWN_FULL_ERROR] = "1"
     try:
-        return hydra_main()
+        with recorded(typed):
+            sys.argv[1:] = for_hydra(sys.argv[1:])
+            return hydra_main()
     except (KeyboardInterrupt, Interrupted) as interrupt:
         _report_interrupt(interrupt)
     except Exception as error:

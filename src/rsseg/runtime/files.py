@@ -57,6 +57,19 @@ def replaced_when_complete(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def same_file_as(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Make ``path`` a second name of the complete file ``source``, atomically: a hard link where the file system
+    allows one (no second copy on disk), else a copy, made under a temporary name beside ``path`` and renamed over
+    it, so a reader of ``path`` sees the previous file or the new one, never part of one."""
+    with replaced_when_complete(path) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (another device, some network and FAT file systems)
+            shutil.copyfile(source, tmp)
+    return Path(path)
+
+
 @contextmanager
 def folder_replaced_when_complete(folder: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``folder`` to fill; it replaces ``folder`` (an earlier one is removed) when

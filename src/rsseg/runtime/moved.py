@@ -4,7 +4,8 @@ Checkpoints, ``results.json`` files and configs written before the move name cla
 ``_target_`` (``rsseg.losses.CrossEntropy``, ``rsseg.callbacks.resume.LastCheckpoint``). :func:`install` makes
 those names import the module at its new home (the same module object, not a copy), so instantiating an old
 config works, and :func:`current_target` rewrites an old name so that an old run's config compares equal to
-today's (``resume=auto``, sweeps that skip finished jobs).
+today's (``resume=auto``, sweeps that skip finished jobs). It does the same for a class rsseg replaced by its
+own subclass that computes the same run (:data:`REPLACED`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ MOVED = {
     "rsseg.train": "rsseg.training.train",
 }
 
+# Old class -> the subclass configs name now: Lightning's ModelCheckpoint became BestCheckpoint, which keeps
+# checkpoints/best.ckpt beside the files Lightning writes.
+REPLACED = {"lightning.pytorch.callbacks.ModelCheckpoint": "rsseg.training.callbacks.best.BestCheckpoint"}
+
 
 def current_module(name: str) -> str | None:
     """The new name of module ``name`` when it moved, else None."""
@@ -50,7 +55,10 @@ def current_module(name: str) -> str | None:
 
 def current_target(target: str) -> str:
     """``target`` (``module.Class``) with its module's new name (``rsseg.losses.CrossEntropy`` ->
-    ``rsseg.training.losses.CrossEntropy``); any other name unchanged."""
+    ``rsseg.training.losses.CrossEntropy``) or the class that replaced it (:data:`REPLACED`); any other name
+    unchanged."""
+    if target in REPLACED:
+        return REPLACED[target]
     module, _, attribute = target.rpartition(".")
     new = current_module(module) if module else None
     return f"{new}.{attribute}" if new else target

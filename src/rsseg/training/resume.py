@@ -39,12 +39,12 @@ VOLATILE = (
     # The memory layout and compilation change the order of float32 sums, not what is computed (tests/test_speed.py).
     "channels_last", "compile",
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "callbacks.rich_progress_bar",
-    "callbacks.model_summary", "plots",
+    "callbacks.model_summary", "callbacks.model_checkpoint.filename", "plots",
 )
 # Keys newer than some stored configs, with the values under which a run computes what a run stored without them
 # computed: the split keys the synthetic scenes and the protocols gained when validation stopped being the test
 # split (the synthetic scenes have no eroded labels, so either label choice reads the same files), and the
-# synthetic data's stats_file. A stored config
+# synthetic data's stats_file, and last.ckpt's weights-only switch. A stored config
 # without such a key compares as if it held this value; one that holds another value (an ISPRS run stored with
 # val_fraction 0.0, which validated on the test tiles) stays a different config.
 ADDED_KEYS = {
@@ -52,7 +52,7 @@ ADDED_KEYS = {
     "data.scenes.split": "standard", "data.scenes.train_labels": "full", "data.scenes.eval_labels": "eroded",
     "data.scenes.split_file": None, "data.scenes.split_seed": 0, "data.scenes.split_tile_size": 512,
     "data.scenes.train_fraction": 0.8, "data.scenes.val_fraction": 0.1, "data.scenes.select_on": "val",
-    "data.stats_file": None,
+    "data.stats_file": None, "callbacks.last_checkpoint.save_weights_only": False,
 }
 # Model keys that only say where initial weights came from; a checkpoint's weights replace them.
 WEIGHT_SOURCES = ("pretrained", "encoder_weights")

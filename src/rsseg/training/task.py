@@ -15,6 +15,8 @@ from rsseg.metrics.accumulators import SceneConfusion, SegmentationMetrics, argm
 from rsseg.training.speed import apply_to_model, input_layout
 
 STAGES = ("train", "val", "test")
+# The progress bar's validation mIoU, in percent (never logged: the logs hold val/miou as a fraction).
+PERCENT_MIOU = "val/mIoU%"
 
 
 class SegmentationTask(L.LightningModule):
@@ -140,7 +142,12 @@ class SegmentationTask(L.LightningModule):
         if scenes is not None:
             self.stage_scenes[stage] = scenes
         flat = flatten_for_logging(result, stage)
-        self.log(f"{stage}/miou", flat.pop(f"{stage}/miou"), prog_bar=stage == "val", sync_dist=True)
+        miou = flat.pop(f"{stage}/miou")
+        self.log(f"{stage}/miou", miou, sync_dist=True)
+        if stage == "val":
+            # What a user reads is in percent, on the progress bar as in the tables and the metric lines; the
+            # logs (metrics.csv, results.json) keep torchmetrics' fractions.
+            self.log(PERCENT_MIOU, 100 * miou, prog_bar=True, logger=False, sync_dist=True)
         # Every rank holds the same synchronised matrix, so the mean over ranks changes nothing; it keeps the values
         # identical wherever a callback reads them.
         self.log_dict({k: v for k, v in flat.items() if v == v}, sync_dist=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -20,22 +18,14 @@ from rsseg.config.runs import hydra_choice, run_dir
 from rsseg.metrics import format_table
 from rsseg.models.hub import build_model, instantiate_model
 from rsseg.models.profile import count_gflops, model_size
+from rsseg.runtime.cmdline import typed_command
 from rsseg.runtime.preflight import check_accelerator, check_training_data, check_training_outputs
 from rsseg.runtime.results import write_results
 from rsseg.training import distributed, loggers, speed, sweep
+from rsseg.training.callbacks.best import BestCheckpoint
 from rsseg.training.callbacks.throughput import TrainThroughput
 from rsseg.training.resume import prepare_resume
 from rsseg.training.task import SegmentationTask, check_class_count
-
-
-def command_line() -> str:
-    """The command as the user typed it: ``python train.py ...`` or ``rsseg train ...``."""
-    program = Path(sys.argv[0]).name
-    if program.startswith("rsseg-"):  # rsseg.cli runs each sub-command as "rsseg-<command>"
-        head = ["rsseg", program[len("rsseg-"):]]
-    else:
-        head = ["python", program]
-    return shlex.join(head + sys.argv[1:])
 
 
 def run_record(cfg: DictConfig) -> dict:
@@ -46,7 +36,7 @@ def run_record(cfg: DictConfig) -> dict:
         overrides = []
     table = cfg.get("table")
     return {
-        "command": command_line(),
+        "command": typed_command(),
         "overrides": overrides,
         "experiment": table.get("name") if table else None,
         "row": OmegaConf.to_container(cfg.row, resolve=True) if cfg.get("row") else None,
@@ -136,6 +126,17 @@ def _best_is_last_validation(trainer: L.Trainer, task: SegmentationTask) -> bool
     return abs(float(score) - last) <= 1e-6 * max(1.0, abs(last))
 
 
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """``checkpoints/best.ckpt`` when the run saved a best checkpoint (:class:`BestCheckpoint`); Lightning's own
+    best file where a config names Lightning's ``ModelCheckpoint``; else None."""
+    callback = trainer.checkpoint_callback
+    if isinstance(callback, BestCheckpoint):
+        path = callback.best_path
+        return str(path) if path else None
+    best = getattr(callback, "best_model_path", "") if callback else ""
+    return best if best and Path(best).exists() else None
+
+
 def selection_record(trainer: L.Trainer, datamodule, ckpt: str | None) -> dict:
     """Which split chose the reported checkpoint, by which metric, and at which epoch and step: a table marks runs
     whose checkpoint was chosen on the test split."""
@@ -208,9 +209,8 @@ def _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started
                                      precision=speed.trainer_precision(cfg), **distributed.trainer_arguments(cfg.trainer))
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume.checkpoint)
 
-    # Report the checkpoint a user would keep: the best by val mIoU when one was saved.
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
-    ckpt = best if best and Path(best).exists() else None
+    # Report the checkpoint a user would keep: checkpoints/best.ckpt, the best by val mIoU, when one was saved.
+    ckpt = best_checkpoint(trainer)
     if cfg.get("validate_best", True) and ckpt and not _best_is_last_validation(trainer, task):
         trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
     if cfg.get("test") and datamodule.split_scenes("test")[0]:

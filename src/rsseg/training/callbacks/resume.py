@@ -28,21 +28,22 @@ from rsseg.runtime.files import replaced_when_complete
 LAST = "last.ckpt"
 
 
-def save_atomically(trainer: L.Trainer, path: Path) -> None:
+def save_atomically(trainer: L.Trainer, path: Path, weights_only: bool = False) -> None:
     """``trainer.save_checkpoint`` into a temporary file beside ``path``, renamed over it once complete."""
     if not trainer.is_global_zero:
-        trainer.save_checkpoint(path)  # a collective under DDP: ranks above 0 take part, rank 0 writes
+        trainer.save_checkpoint(path, weights_only)  # a collective under DDP: ranks above 0 take part, rank 0 writes
         return
     with replaced_when_complete(path) as tmp:
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only)
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
 
 
 class LastCheckpoint(L.Callback):
-    """Writes ``<dirpath>/last.ckpt`` every ``every_n_steps`` optimiser steps and at each epoch's end."""
+    """Writes ``<dirpath>/last.ckpt`` every ``every_n_steps`` optimiser steps and at each epoch's end;
+    ``save_weights_only`` leaves out the optimiser and loop state (a smaller file that predicts but cannot resume)."""
 
-    def __init__(self, dirpath: str, every_n_steps: int = 100) -> None:
+    def __init__(self, dirpath: str, every_n_steps: int = 100, save_weights_only: bool = False) -> None:
         if int(every_n_steps) < 1:
             from rsseg.errors import ConfigError
 
@@ -50,6 +51,7 @@ class LastCheckpoint(L.Callback):
                               f"expected a step count >= 1")
         self.path = Path(dirpath) / LAST
         self.every_n_steps = int(every_n_steps)
+        self.save_weights_only = bool(save_weights_only)
         self.saved_step = -1
 
     @property
@@ -58,7 +60,7 @@ class LastCheckpoint(L.Callback):
 
     def save(self, trainer: L.Trainer) -> Path:
         if trainer.global_step != self.saved_step or not self.path.exists():
-            save_atomically(trainer, self.path)
+            save_atomically(trainer, self.path, self.save_weights_only)
             self.saved_step = trainer.global_step
         return self.path
 
@@ -106,8 +108,10 @@ class Preemption(L.Callback):
 
     def _save(self, trainer: L.Trainer) -> Path:
         last = next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None)
-        if last is not None:
+        if last is not None and not last.save_weights_only:
             return last.save(trainer)
+        # The run continues from this file (resume=auto): it needs the training state even where the run's
+        # last.ckpt keeps weights only.
         save_atomically(trainer, self.path)
         return self.path
 
