@@ -136,11 +136,11 @@ def test_a_killed_run_resumes_with_the_scenes_left(checkpoint, tmp_path, monkeyp
     import rsseg.inference.region as region_module
 
     write_scenes(tmp_path / "scenes")
-    real, calls = region_module.predict_scene, []
+    real, calls, kill = region_module.predict_scene, [], {"at": 4}
 
     def killed_at_the_fourth(*args, **kwargs):
         calls.append(Path(args[0].name).stem)
-        if len(calls) == 4:
+        if len(calls) == kill["at"]:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
@@ -153,6 +153,7 @@ def test_a_killed_run_resumes_with_the_scenes_left(checkpoint, tmp_path, monkeyp
     before = {p.name: p.stat().st_mtime_ns for p in pred.glob("*_classes.tif")}
 
     calls.clear()
+    kill["at"] = None
     summary = region(checkpoint, tmp_path / "scenes", pred)
     assert calls == ["d", "e", "f"] and (summary["done"], summary["skipped"]) == (3, 3)
     assert {n: pred.joinpath(n).stat().st_mtime_ns for n in before} == before
@@ -186,12 +187,15 @@ def test_a_corrupt_scene_fails_alone(checkpoint, tmp_path, capsys):
         assert mosaic.read(1)[:HEIGHT, 2 * WIDTH :].tolist() == np.full((HEIGHT, WIDTH), 255).tolist()
 
 
-def test_two_shards_on_the_local_launcher_match_one(checkpoint, tmp_path):
+# Two processes that each import torch take ~50 s on two shared cores: the same jobs one after the other in
+# Hydra's own launcher run in the default suite, joblib's parallel processes with -m slow.
+@pytest.mark.parametrize("launcher", ["basic", pytest.param("parallel", marks=pytest.mark.slow)])
+def test_two_shards_on_the_local_launcher_match_one(checkpoint, tmp_path, launcher):
     write_scenes(tmp_path / "scenes")
     region(checkpoint, tmp_path / "scenes", tmp_path / "one")
     command = [sys.executable, str(REPO / "predict.py"), "-m", f"ckpt={checkpoint}", f"input={tmp_path / 'scenes'}",
                f"output={tmp_path / 'two'}", "shards=2", "tile_size=64", "num_threads=1", "progress=false",
-               "hydra/launcher=parallel", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+               f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     one, two = classes(tmp_path / "one"), classes(tmp_path / "two")

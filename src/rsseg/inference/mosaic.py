@@ -20,6 +20,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import rasterio
+from rasterio.transform import array_bounds
 from rasterio.warp import transform_geom
 
 from rsseg.data.labels import NODATA
@@ -91,19 +92,15 @@ def write_vrt(path: Path, members: list[tuple[Path, dict]]) -> Path:
     """A VRT over same-CRS, north-up class rasters at the finest of their resolutions."""
     xres = min(abs(info["transform"].a) for _, info in members)
     yres = min(abs(info["transform"].e) for _, info in members)
-    lefts, rights, tops, bottoms = [], [], [], []
-    for _, info in members:
-        t, w, h = info["transform"], info["width"], info["height"]
-        xs, ys = (t.c, t.c + t.a * w), (t.f, t.f + t.e * h)
-        lefts.append(min(xs)), rights.append(max(xs)), tops.append(max(ys)), bottoms.append(min(ys))
-    left, top = min(lefts), max(tops)
-    width = round((max(rights) - left) / xres)
-    height = round((top - min(bottoms)) / yres)
+    boxes = [array_bounds(info["height"], info["width"], info["transform"]) for _, info in members]
+    left, top = min(b[0] for b in boxes), max(b[3] for b in boxes)
+    width = round((max(b[2] for b in boxes) - left) / xres)
+    height = round((top - min(b[1] for b in boxes)) / yres)
     first = members[0][1]
     crs = first["crs"]
     lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
     if crs:
-        lines.append(f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(crs.to_wkt())}</SRS>')
+        lines.append(f"  <SRS>{escape(crs.to_wkt())}</SRS>")  # axes in GIS order (x = easting or longitude)
     lines.append(f"  <GeoTransform>{left!r}, {xres!r}, 0.0, {top!r}, 0.0, {-yres!r}</GeoTransform>")
     tags = {k: v for k, v in first["tags"].items() if k == "CLASS_NAMES" or k.startswith("CLASS_")}
     lines.append("  <Metadata>")
@@ -127,9 +124,9 @@ def write_vrt(path: Path, members: list[tuple[Path, dict]]) -> Path:
         r, g, b, a = first["colormap"].get(index, (0, 0, 0, 0))
         lines.append(f'      <Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>')
     lines.append("    </ColorTable>")
-    for source, info in members:
+    for (source, info), box in zip(members, boxes):
         t, w, h = info["transform"], info["width"], info["height"]
-        x_off, y_off = (min(t.c, t.c + t.a * w) - left) / xres, (top - max(t.f, t.f + t.e * h)) / yres
+        x_off, y_off = (box[0] - left) / xres, (top - box[3]) / yres
         relative = os.path.relpath(Path(source).resolve(), Path(path).resolve().parent)
         block_y, block_x = info["block"]
         lines += [

@@ -185,6 +185,7 @@ def run_region(cfg: DictConfig, loaded=None) -> dict:
     if device:
         cfg.device = device
     predictor = build_predictor(spec, cfg) if todo else None
+    import rsseg.metrics.accumulators  # noqa: F401 - the engine's arg-max; imported here, not in a scene's model time
     print(f"shard {region.shard}: {len(skipped)} scene{'s' * (len(skipped) != 1)} complete from an earlier run, "
           f"{len(todo)} to predict" + (f" on {predictor.device}, {torch.get_num_threads()} threads" if todo else ""),
           flush=True)
@@ -222,6 +223,9 @@ def run_region(cfg: DictConfig, loaded=None) -> dict:
                          tiles=stats.tiles, pixels=scene.pixels, km2=scene.km2, seconds=stats.seconds,
                          stage_seconds=stats.stage_seconds)
             done.append({"tiles": stats.tiles, "km2": scene.km2 or 0.0, "stages": stats.stage_seconds})
+            if stats.extra.get("nonfinite_pixels"):
+                warn(f"{scene.path}: {stats.extra['nonfinite_pixels']:,} pixels are NaN or infinite; treated as "
+                     f"nodata (255 in the outputs)")
             print(f"{scene.path} -> {plan['classes']}: {stats.height}x{stats.width} px, {stats.tiles} tiles in "
                   f"{stats.seconds:.1f} s", flush=True)
     summary = {
@@ -270,7 +274,7 @@ def throughput_line(what: str, s: dict) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def finish_region(cfg: DictConfig, since: float, region: Region | None = None, wall: float | None = None) -> dict:
+def finish_region(cfg: DictConfig, since: float, region: Region | None = None) -> dict:
     """Totals of the scenes predicted since ``since`` (a time.time()), the index and the mosaic of every
     complete scene, one line per failed scene; exits with status 1 when any scene failed."""
     region = region or Region(cfg)
@@ -295,7 +299,7 @@ def finish_region(cfg: DictConfig, since: float, region: Region | None = None, w
                 totals["stage_seconds"][key] += (record.get("stage_seconds") or {}).get(key, 0.0)
         elif status == "done":
             totals["skipped"] += 1
-    totals["seconds"] = wall if wall is not None else time.time() - since
+    totals["seconds"] = time.time() - since
     write_index(region.folder / INDEX, entries)
     complete = [e["classes"] for e in entries if e["status"] == "done"]
     mosaics = write_mosaics(region.folder, complete, cog=cfg.get("mosaic") == "cog") if complete and \
