@@ -280,7 +280,7 @@ def region_rate(args, scenes: Path, ckpt: Path, out: Path, shards: int, threads:
         print(run.stdout[-2000:], run.stderr[-4000:], file=sys.stderr)
         sys.exit(f"the {shards}-shard region run failed")
     summaries = [json.loads(p.read_text())["summary"] for p in sweep.rglob("results.json")]
-    seconds = max(s["seconds"] for s in summaries)
+    seconds = max(s["predict_seconds"] for s in summaries)
     tiles, km2 = sum(s["tiles"] for s in summaries), sum(s["km2"] for s in summaries)
     for record in out.glob("*_record.json"):  # the next run predicts everything again
         record.unlink()

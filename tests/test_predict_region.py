@@ -208,3 +208,27 @@ def test_two_shards_on_the_local_launcher_match_one(checkpoint, tmp_path, launch
     assert [f["properties"]["status"] for f in index["features"]] == ["done"] * 6
     with rasterio.open(tmp_path / "two" / "mosaic.vrt") as mosaic:
         assert mosaic.shape == (2 * HEIGHT, 3 * WIDTH)
+
+
+@pytest.mark.slow
+def test_a_predict_sweep_of_settings_ends_with_its_jobs_done(checkpoint, tmp_path):
+    """Not a region: each job still leaves the results.json the sweep's summary reads."""
+    write_scenes(tmp_path / "scenes")
+    command = [sys.executable, str(REPO / "predict.py"), "-m", f"ckpt={checkpoint}",
+               f"input={tmp_path / 'scenes' / 'a.tif'}", f"output={tmp_path / 'out'}/", "tta=none,flip",
+               "overwrite=true", "progress=false", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "2 jobs, 2 done, 0 skipped (finished before), 0 failed" in run.stdout
+    results = [json.loads((tmp_path / "sweep" / str(n) / "results.json").read_text()) for n in range(2)]
+    assert [r["summary"]["tiles"] for r in results] == [1, 1]  # one 128 px tile covers a 96 x 80 scene
+
+
+@pytest.mark.slow
+def test_the_prediction_benchmark_gives_a_scaling_row(tmp_path):
+    run = subprocess.run([sys.executable, "benchmarks/predict.py", "--quick", "--workdir", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = run.stdout.split("Scaling:")[1].splitlines()[3:6]
+    assert [row.split()[:3] for row in rows] == [["1", "2", "36"], ["1", "1", "36"], ["2", "1", "36"]]
+    assert float(rows[2].split()[-1]) > 0
