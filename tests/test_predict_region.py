@@ -105,7 +105,7 @@ def test_scenes_are_dealt_largest_first_to_the_least_loaded_shard(tmp_path):
 
 def test_one_shard_writes_records_an_index_and_a_mosaic(checkpoint, tmp_path):
     scenes = write_scenes(tmp_path / "scenes")
-    summary = region(checkpoint, tmp_path / "scenes", tmp_path / "pred")
+    summary = region(checkpoint, tmp_path / "scenes", tmp_path / "pred", "mosaic=cog")
     assert (summary["scenes"], summary["done"], summary["skipped"], summary["failed"]) == (6, 6, 0, 0)
     assert summary["tiles"] == 6 * 4  # 64 px tiles overlapping 16 px: 2 x 2 per 96 x 80 scene
     assert summary["km2"] == pytest.approx(6 * HEIGHT * WIDTH * 4 / 1e6)
@@ -127,6 +127,9 @@ def test_one_shard_writes_records_an_index_and_a_mosaic(checkpoint, tmp_path):
         assert mosaic.colormap(1)[1] == (255, 255, 255, 255) and mosaic.nodata == 255
         assert json.loads(mosaic.tags()["CLASS_NAMES"]) == data_config()["class_names"]
         whole = mosaic.read(1)
+    with rasterio.open(tmp_path / "pred" / "mosaic_cog.tif") as cog:
+        assert cog.bounds == mosaic.bounds and cog.colormap(1)[1] == (255, 255, 255, 255)
+        assert np.array_equal(cog.read(1), whole)
     parts = classes(tmp_path / "pred")
     assert np.array_equal(whole[:HEIGHT, WIDTH : 2 * WIDTH], parts["b"])
     assert np.array_equal(whole[HEIGHT:, 2 * WIDTH :], parts["f"])
@@ -230,5 +233,7 @@ def test_the_prediction_benchmark_gives_a_scaling_row(tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = run.stdout.split("Scaling:")[1].splitlines()[3:6]
-    assert [row.split()[:3] for row in rows] == [["1", "2", "36"], ["1", "1", "36"], ["2", "1", "36"]]
+    cores = len(os.sched_getaffinity(0))
+    half = str(max(1, cores // 2))
+    assert [row.split()[:3] for row in rows] == [["1", str(cores), "36"], ["1", half, "36"], ["2", half, "36"]]
     assert float(rows[2].split()[-1]) > 0
