@@ -154,12 +154,14 @@ def test_a_killed_run_resumes_with_the_scenes_left(checkpoint, tmp_path, monkeyp
     assert sorted(p.name for p in pred.glob("*_classes.tif")) == ["a_classes.tif", "b_classes.tif", "c_classes.tif"]
     assert json.loads((pred / "d_record.json").read_text())["status"] == "running"
     before = {p.name: p.stat().st_mtime_ns for p in pred.glob("*_classes.tif")}
+    (pred / ".d_classes.tif.x1y2.partial").write_bytes(b"left by a SIGKILL mid-scene")
 
     calls.clear()
     kill["at"] = None
     summary = region(checkpoint, tmp_path / "scenes", pred)
     assert calls == ["d", "e", "f"] and (summary["done"], summary["skipped"]) == (3, 3)
     assert {n: pred.joinpath(n).stat().st_mtime_ns for n in before} == before
+    assert not list(pred.glob(".*.partial"))
 
     # a changed input is predicted again; so is every scene under other settings
     os.utime(tmp_path / "scenes" / "b.tif", ns=(1, 1))
