@@ -217,7 +217,7 @@ def run_region(cfg: DictConfig, loaded=None) -> dict:
                 line = one_line(error)
                 write_record(plan, scene.path, stamp, "failed", shard=region.shard, error=line)
                 failures.append((scene.path, line))
-                warn(f"{scene.path}: failed, recorded in {record_path(plan['classes'])}: {line}")
+                warn(f"{naming(scene.path, line)} (recorded in {record_path(plan['classes'])})")
                 continue
             counts = counter.by_name(list(spec.class_names))
             write_record(plan, scene.path, stamp, "done", shard=region.shard, class_counts=counts,
@@ -261,6 +261,11 @@ def one_line(error: BaseException) -> str:
         return message
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def naming(path: Path, line: str) -> str:
+    """A scene's error line, starting with the scene unless the error names it already."""
+    return line if str(path) in line else f"{path}: {line}"
 
 
 def throughput_line(what: str, s: dict) -> str:
@@ -310,7 +315,7 @@ def finish_region(cfg: DictConfig, since: float, region: Region | None = None) -
     print(throughput_line("region", totals) + (f"; {pending} not predicted yet" if pending else ""))
     print(f"index: {region.folder / INDEX}" + "".join(f"\nmosaic: {m}" for m in mosaics))
     for path, line in failures:
-        print(f"error: {line if str(path) in line else f'{path}: {line}'}", file=sys.stderr)
+        print(f"error: {naming(path, line)}", file=sys.stderr)
     if failures:
         print(f"{len(failures)} of {len(region.scenes)} scenes failed (their records say why); the same command "
               f"predicts them again", file=sys.stderr)
