@@ -150,7 +150,6 @@ def run_region(cfg: DictConfig, loaded=None) -> dict:
 
     from rsseg.inference.model import open_model
     from rsseg.inference.predictor import build_predictor
-    from rsseg.inference.reader import open_input
     from rsseg.inference.tiling import resolve_overlap
     from rsseg.runtime.preflight import check_writable
 
@@ -168,16 +167,7 @@ def run_region(cfg: DictConfig, loaded=None) -> dict:
     resolve_overlap(cfg.get("overlap", 0.25), tile_size)
     stamp = fingerprint(str(cfg.get("ckpt") or getattr(spec, "path", "")), settings(cfg, tile_size, bands, nodata))
 
-    todo, skipped = [], []
-    for i in mine:
-        path, plan = region.scenes[i].path, region.plans[i]
-        record = read_record(plan["classes"])
-        if is_complete(record, plan, path, stamp):
-            skipped.append(i)
-            continue
-        # No record: the outputs there are not this region's, replaced only with overwrite=true.
-        check_outputs([path], [plan], bool(cfg.get("overwrite")) or record is not None)
-        todo.append(i)
+    todo, skipped = split_complete(region, stamp, bool(cfg.get("overwrite")))
     check_writable(region.folder, "output")
     threads, device = divide_threads(cfg, region.shards), job_device(cfg, region.shard)
     if threads:
@@ -189,9 +179,12 @@ def run_region(cfg: DictConfig, loaded=None) -> dict:
     print(f"shard {region.shard}: {len(skipped)} scene{'s' * (len(skipped) != 1)} complete from an earlier run, "
           f"{len(todo)} to predict" + (f" on {predictor.device}, {torch.get_num_threads()} threads" if todo else ""),
           flush=True)
-    tags = {"RSSEG_CHECKPOINT": str(cfg.get("ckpt")), "RSSEG_TILE_SIZE": str(tile_size),
-            "RSSEG_OVERLAP": str(cfg.get("overlap", 0.25)), "RSSEG_BLEND": str(cfg.get("blend", "cosine")),
-            "RSSEG_TTA": str(cfg.get("tta", "none"))}
+    options = {"tile_size": tile_size, "overlap": cfg.get("overlap", 0.25), "blend": cfg.get("blend", "cosine"),
+               "bands": bands, "nodata": nodata, "cog": bool(cfg.get("cog")),
+               "preview_size": int(cfg.get("preview_size", 1024)), "progress": bool(cfg.get("progress", True)),
+               "tags": {"RSSEG_CHECKPOINT": str(cfg.get("ckpt")), "RSSEG_TILE_SIZE": str(tile_size),
+                        "RSSEG_OVERLAP": str(cfg.get("overlap", 0.25)), "RSSEG_BLEND": str(cfg.get("blend", "cosine")),
+                        "RSSEG_TTA": str(cfg.get("tta", "none"))}}
     env = {"GDAL_CACHEMAX": int(cfg.get("gdal_cache_mb")) * 2**20} if cfg.get("gdal_cache_mb") else {}
     done, failures = [], []
     predicting = time.perf_counter()
@@ -201,32 +194,17 @@ def run_region(cfg: DictConfig, loaded=None) -> dict:
             remove_leftovers(plan)
             write_record(plan, scene.path, stamp, "running", shard=region.shard)
             try:
-                if scene.error:
-                    raise DataError(scene.error)
-                with open_input(scene.path) as handle:
-                    check_input(handle, spec, bands)
-                    check_value_range(handle, spec, bands)
-                    counter = ClassCounter()
-                    stats = predict_scene(
-                        handle, predictor, plan, spec, tile_size=tile_size, overlap=cfg.get("overlap", 0.25),
-                        blend=cfg.get("blend", "cosine"), bands=bands, nodata=nodata, cog=bool(cfg.get("cog")),
-                        preview_size=int(cfg.get("preview_size", 1024)), progress=bool(cfg.get("progress", True)),
-                        tags=tags, wrap=counter.wrap,
-                    )
+                stats, counts = predict_one(scene, plan, spec, predictor, options)
             except Exception as error:  # noqa: BLE001 - one scene's failure is recorded; the others go on
                 line = one_line(error)
                 write_record(plan, scene.path, stamp, "failed", shard=region.shard, error=line)
                 failures.append((scene.path, line))
                 warn(f"{naming(scene.path, line)} (recorded in {record_path(plan['classes'])})")
                 continue
-            counts = counter.by_name(list(spec.class_names))
             write_record(plan, scene.path, stamp, "done", shard=region.shard, class_counts=counts,
                          tiles=stats.tiles, pixels=scene.pixels, km2=scene.km2, seconds=stats.seconds,
                          stage_seconds=stats.stage_seconds)
             done.append({"tiles": stats.tiles, "km2": scene.km2 or 0.0, "stages": stats.stage_seconds})
-            if stats.extra.get("nonfinite_pixels"):
-                warn(f"{scene.path}: {stats.extra['nonfinite_pixels']:,} pixels are NaN or infinite; treated as "
-                     f"nodata (255 in the outputs)")
             print(f"{scene.path} -> {plan['classes']}: {stats.height}x{stats.width} px, {stats.tiles} tiles in "
                   f"{stats.seconds:.1f} s", flush=True)
     summary = {
@@ -244,6 +222,38 @@ def run_region(cfg: DictConfig, loaded=None) -> dict:
         return summary
     finish_region(cfg, since=time.time() - summary["seconds"], region=region)
     return summary
+
+
+def split_complete(region: Region, stamp: dict, overwrite: bool) -> tuple[list[int], list[int]]:
+    """This shard's scenes to predict and those complete from an earlier run (:func:`is_complete`). An output
+    without a record beside it is not this region's: it is replaced only with ``overwrite=true``."""
+    todo, skipped = [], []
+    for i in region.mine():
+        path, plan = region.scenes[i].path, region.plans[i]
+        record = read_record(plan["classes"])
+        if is_complete(record, plan, path, stamp):
+            skipped.append(i)
+            continue
+        check_outputs([path], [plan], overwrite or record is not None)
+        todo.append(i)
+    return todo, skipped
+
+
+def predict_one(scene: SceneInfo, plan: dict[str, Path], spec, predictor, options: dict):
+    """One scene's checks and prediction; its stats and class counts (raises what makes it fail)."""
+    from rsseg.inference.reader import open_input
+
+    if scene.error:
+        raise DataError(scene.error)
+    counter = ClassCounter()
+    with open_input(scene.path) as handle:
+        check_input(handle, spec, options["bands"])
+        check_value_range(handle, spec, options["bands"])
+        stats = predict_scene(handle, predictor, plan, spec, wrap=counter.wrap, **options)
+    if stats.extra.get("nonfinite_pixels"):
+        warn(f"{scene.path}: {stats.extra['nonfinite_pixels']:,} pixels are NaN or infinite; treated as nodata "
+             f"(255 in the outputs)")
+    return stats, counter.by_name(list(spec.class_names))
 
 
 def remove_leftovers(plan: dict[str, Path]) -> None:
