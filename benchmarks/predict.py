@@ -15,6 +15,13 @@ the work folder) a fresh subprocess, so that peak RSS is per scene:
     python benchmarks/predict.py --model passthrough --sizes 5000    # the pipeline alone, no network
     python benchmarks/predict.py --model deeplabv3plus_mobilenetv2 --sizes 3000 --tile 128 \
         --runtimes pytorch compiled onnxruntime                      # PyTorch beside onnxruntime, same network
+    python benchmarks/predict.py --quick                             # a 2,000 px scene and a small region
+
+A scaling row follows (``--scaling-scenes``, 0 to leave it out): a region of scenes predicted by ``predict.py -m``
+(the command a user runs, through ``hydra/launcher=parallel``) as 1 shard with all the threads, as 1 shard with
+half of them, and as 2 shards with half each at once. Ideal scaling makes the 2 shards twice as fast as one
+shard on half the threads; the row gives the ratio of the measured rate to that ideal. Rates count from each
+shard's first scene to its last (the shards' own summaries), so process start and imports stay out.
 """
 
 from __future__ import annotations
@@ -185,6 +192,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--forward-tiles", type=int, default=48, help="tiles timed for the bare forward rate")
     parser.add_argument("--workdir", type=Path, default=None, help="where scenes are generated (kept; default: temp)")
+    parser.add_argument("--scaling-scenes", type=int, default=8, help="scenes of the scaling row's region (0: none)")
+    parser.add_argument("--scaling-size", type=int, default=2000, help="side of each scaling scene in px")
+    parser.add_argument("--quick", action="store_true", help="one 2,000 px scene, tile 256; a region of 4 x 512 px")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scene", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -195,6 +205,9 @@ def main() -> None:
         child(args)
         return
 
+    if args.quick:
+        args.sizes, args.tile, args.forward_tiles = [2000], 256, 16
+        args.scaling_scenes, args.scaling_size = min(args.scaling_scenes, 4), 512
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rsseg-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -229,6 +242,76 @@ def main() -> None:
               f"{r['forward_tiles_s']:>12} {r['ratio']:>6} {r['first_batch_s']:>12} {r['rss_peak_mib']:>13} "
               f"{r['accumulator_mib']:>11}"
               + (f"  (CUDA peak {r['cuda_peak_mib']} MiB)" if "cuda_peak_mib" in r else ""))
+    if args.scaling_scenes:
+        scaling(args, workdir)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Scaling: one shard against two on the same machine
+# --------------------------------------------------------------------------------------------------------------
+
+
+def write_checkpoint(path: Path, classes: int) -> Path:
+    """A checkpoint as rsseg's training writes it, of the "small" network (``build_model``), for predict.py."""
+    conv = {"_target_": "torch.nn.Conv2d", "kernel_size": 3, "padding": 1}
+    relu = {"_target_": "torch.nn.ReLU"}
+    model_cfg = {"_target_": "torch.nn.Sequential", "_args_": [
+        {**conv, "in_channels": 3, "out_channels": 16}, relu, {**conv, "in_channels": 16, "out_channels": 16}, relu,
+        {**conv, "in_channels": 16, "out_channels": 16}, relu,
+        {"_target_": "torch.nn.Conv2d", "in_channels": 16, "out_channels": classes, "kernel_size": 1}]}
+    data = {"num_classes": classes, "in_channels": 3, "class_names": [f"class_{i}" for i in range(classes)],
+            "palette": None, "ignore_index": 255, "bands": None, "nodata": None, "mean": [120.0] * 3,
+            "std": [50.0] * 3, "tile_size": 256, "eval_tile_size": 512}
+    state = {f"model.{k}": v for k, v in build_model("small", classes).state_dict().items()}
+    torch.save({"hyper_parameters": {"cfg": {"model": model_cfg, "data": data}}, "state_dict": state}, path)
+    return path
+
+
+def region_rate(args, scenes: Path, ckpt: Path, out: Path, shards: int, threads: int) -> dict:
+    """``predict.py -m`` over the region in ``shards`` jobs of ``threads`` threads each; tiles/s and km²/h from
+    the shards' summaries (the first shard's start to the last one's end, taken as all starting together)."""
+    sweep = out.with_name(out.name + "_sweep")
+    command = [sys.executable, str(REPO / "predict.py"), "-m", f"ckpt={ckpt}", f"input={scenes}",
+               f"output={out}", f"shards={shards}", "region=true", f"tile_size={args.tile}",
+               f"overlap={args.overlap}", f"batch_size={args.batch}", f"num_threads={threads}", "progress=false",
+               f"device={args.device}", "overwrite=true", "mosaic=none", "hydra/launcher=parallel",
+               f"hydra.launcher.n_jobs={shards}", f"hydra.sweep.dir={sweep}"]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if run.returncode != 0:
+        print(run.stdout[-2000:], run.stderr[-4000:], file=sys.stderr)
+        sys.exit(f"the {shards}-shard region run failed")
+    summaries = [json.loads(p.read_text())["summary"] for p in sweep.rglob("results.json")]
+    seconds = max(s["predict_seconds"] for s in summaries)
+    tiles, km2 = sum(s["tiles"] for s in summaries), sum(s["km2"] for s in summaries)
+    for record in out.glob("*_record.json"):  # the next run predicts everything again
+        record.unlink()
+    return {"shards": shards, "threads": threads, "tiles": tiles, "seconds": round(seconds, 2),
+            "tiles_s": round(tiles / seconds, 2), "km2_h": round(km2 / seconds * 3600, 1)}
+
+
+def scaling(args, workdir: Path) -> None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    threads = args.threads or cores
+    half = max(1, threads // 2)
+    scenes = workdir / f"region_{args.scaling_size}"
+    scenes.mkdir(parents=True, exist_ok=True)
+    for i in range(args.scaling_scenes):
+        make_scene(scenes / f"scene_{i:03d}.tif", args.scaling_size)
+    ckpt = write_checkpoint(workdir / "small.ckpt", args.classes)
+    rows = [region_rate(args, scenes, ckpt, workdir / "region_pred", shards, n)
+            for shards, n in ((1, threads), (1, half), (2, half))]
+    ideal = 2 * rows[1]["tiles_s"]
+    print(f"\nScaling: {args.scaling_scenes} scenes of {args.scaling_size} px through predict.py -m "
+          f"hydra/launcher=parallel, {cores} cores; ideal for 2 shards = 2 x one shard on {half} threads")
+    header = f"{'shards':>6} {'threads/shard':>14} {'tiles':>6} {'seconds':>8} {'tiles/s':>8} {'km²/h':>8} {'vs ideal':>9}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        versus = f"{row['tiles_s'] / ideal:.2f}" if row["shards"] == 2 else "-"
+        print(f"{row['shards']:>6} {row['threads']:>14} {row['tiles']:>6} {row['seconds']:>8} {row['tiles_s']:>8} "
+              f"{row['km2_h']:>8} {versus:>9}")
+    print(f"2 shards x {half} threads against 1 shard x {threads} threads: "
+          f"{rows[2]['tiles_s'] / rows[0]['tiles_s']:.2f}x")
 
 
 if __name__ == "__main__":

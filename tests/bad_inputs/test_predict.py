@@ -47,6 +47,11 @@ RSSEG_PREDICT = ("rsseg", "predict", CKPT, SCENE, "output=out.tif", "progress=fa
          "scene.tif: output would overwrite its input"),
     Case("output_folder_read_only", ("predict.py", CKPT, SCENE, "output={read_only}/classes.tif"),
          "error: output={read_only}: cannot write in"),
+    # A region's shards
+    Case("shard_beyond_shards", (*PREDICT[:3], "output=pred/", "shards=2", "shard=2"),
+         "error: shard=2: expected a shard number in 0..1 (shards=2)"),
+    Case("shards_without_output", ("predict.py", CKPT, SCENE, "shards=2"),
+         "error: shards=2: output= is required, the folder every shard writes into"),
     # Checkpoints
     Case("ckpt_missing", ("predict.py", SCENE, "ckpt={world}/nope.ckpt"), "error: ckpt={world}/nope.ckpt: checkpoint not found"),
     Case("ckpt_is_a_text_file", ("predict.py", SCENE, "ckpt={world}/notes.txt"),

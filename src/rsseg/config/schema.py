@@ -21,6 +21,7 @@ SPLITS = ("train", "val", "test")
 BLENDS = ("uniform", "gaussian", "cosine")
 TTAS = ("none", "flip", "d4")
 PRECISIONS = ("auto", "32", "bf16", "fp16")
+MOSAICS = ("none", "vrt", "cog")
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICES = "auto, cpu, cuda, cuda:<index> or mps"
 
@@ -78,6 +79,12 @@ class PredictConfig(SlidingWindowConfig):
     cog: bool = option(False, "true or false")
     preview: bool = option(False, "true or false")
     preview_size: int = option(1024, "the preview's longer side in pixels, an integer >= 1", minimum=1)
+    input_field: str | None = option(None, "the attribute (or STAC asset) of a vector input that holds each "
+                                           "scene's path, or null")
+    region: bool = option(False, "true or false")
+    shards: int = option(1, "a shard count, an integer >= 1", minimum=1)
+    shard: int = option(0, "this job's shard, an integer in 0..shards-1", minimum=0)
+    mosaic: str = option("vrt", f"one of {', '.join(MOSAICS)}", choices=MOSAICS)
     paths: Any = None
 
 

@@ -88,6 +88,7 @@ class _BackgroundSink:
         self.error: BaseException | None = None
         self.abort = threading.Event()
         self.thread = threading.Thread(target=self._run, name="rsseg-sink", daemon=True)
+        self.seconds = 0.0  # time spent writing (this thread's busy time)
 
     def start(self) -> None:
         self.thread.start()
@@ -99,10 +100,12 @@ class _BackgroundSink:
                 return
             if self.error is not None or self.abort.is_set():
                 continue
+            started = time.perf_counter()
             try:
                 self.sink.write(*item)
             except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
                 self.error = error
+            self.seconds += time.perf_counter() - started
 
     def _check(self) -> None:
         if self.error is not None:
@@ -148,6 +151,10 @@ class InferenceStats:
     accumulator_bytes: int = 0
     strip_shape: tuple[int, ...] = ()
     extra: dict = field(default_factory=dict)
+    # Busy seconds per stage: reading (the reader thread), the model with blending and arg-max (the main thread,
+    # less its waits for the other two) and writing (the sink's thread). The stages overlap: they add up to more
+    # than ``seconds`` when the pipeline keeps all three busy.
+    stage_seconds: dict = field(default_factory=dict)
 
     @property
     def tiles_per_second(self) -> float:
@@ -261,8 +268,11 @@ def predict_raster(
         if out is not None:
             out.start()
         base = 0
+        read_wait = write_wait = 0.0  # the main thread's time blocked on the reader or the sink: not the model's
         for i, r in enumerate(rows):
+            wait_started = time.perf_counter()
             index, start, strip, mask = reader.next()
+            read_wait += time.perf_counter() - wait_started
             assert index == i and start == r
             if i > 0:  # carry the overlap band: rows [r, base + T) move to the top
                 shift = r - base
@@ -289,7 +299,9 @@ def predict_raster(
                 rows_mask = mask_t[:n, :width] if mask_t is not None else None
                 weights = (row_weight_t[r : r + n], col_weight_t)
                 classes, confidence, probabilities = _finalise(acc[:, :n, :width], weights, rows_mask, sink)
+                wait_started = time.perf_counter()
                 write(r, classes, confidence, probabilities)
+                write_wait += time.perf_counter() - wait_started
             stats.strips += 1
         ok = True
     finally:
@@ -298,4 +310,6 @@ def predict_raster(
             out.finish(ok)
     stats.seconds = time.perf_counter() - started
     stats.extra["nonfinite_pixels"] = reader.nonfinite
+    stats.stage_seconds = {"read": reader.seconds, "model": stats.seconds - read_wait - write_wait,
+                           "write": out.seconds if out is not None else write_wait}
     return stats

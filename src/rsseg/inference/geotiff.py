@@ -190,7 +190,7 @@ class GeoTiffSink:
             raise RuntimeError(f"{self.rows_done} of {self.height} rows were written")
         self._close_datasets()
         for path, gtiff in self.intermediates.items():
-            _to_cog(gtiff, self.temporaries[path], "nearest" if path == self.paths.classes else "average")
+            to_cog(gtiff, self.temporaries[path], "nearest" if path == self.paths.classes else "average")
             self._remove(gtiff)
         if self.paths.preview is not None:
             self._write_preview(self._temporary(self.paths.preview))
@@ -221,7 +221,7 @@ class GeoTiffSink:
         Image.fromarray(lookup[classes], mode="RGBA").save(path, format="PNG")
 
 
-def _to_cog(src_path: Path, dst_path: Path, resampling: str) -> None:
+def to_cog(src_path: Path, dst_path: Path, resampling: str) -> None:
     """Copy a tiled GeoTIFF into a Cloud-Optimised GeoTIFF with overviews (GDAL's COG driver when present)."""
     from rasterio.shutil import copy as raster_copy
 

@@ -9,8 +9,6 @@ stores (``hyper_parameters.cfg.data``). See :mod:`rsseg.inference.engine` for ho
 
 from __future__ import annotations
 
-import glob
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,10 +17,10 @@ from omegaconf import DictConfig
 
 from rsseg.config.runs import run_dir
 from rsseg.errors import ConfigError, DataError
+from rsseg.inference.catalogue import RASTER_SUFFIXES, list_inputs, output_names, plan_outputs  # noqa: F401 - their old home
 from rsseg.inference.model import TrainedModel, open_model
 from rsseg.runtime.console import warn
 
-RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 OUTPUT_KINDS = ("classes", "confidence", "probabilities", "preview")
 
 
@@ -31,62 +29,14 @@ OUTPUT_KINDS = ("classes", "confidence", "probabilities", "preview")
 # --------------------------------------------------------------------------------------------------------------
 
 
-def list_inputs(spec: str | os.PathLike) -> tuple[list[Path], bool]:
-    """The scenes an ``input=`` names and whether it names a collection: a file, a folder (its rasters, not
-    recursive, hidden files skipped) or a glob pattern (``'scenes/**/*.tif'``)."""
-    text = str(spec)
-    path = Path(text).expanduser()
-    if path.is_file():
-        return [path], False
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir()
-                       if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith("."))
-        if not found:
-            raise DataError(f"{path}: folder holds no raster ({', '.join(RASTER_SUFFIXES)})")
-        return found, True
-    if glob.has_magic(text):
-        found = sorted(Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True)
-                       if Path(p).is_file() and not Path(p).name.startswith("."))
-        if not found:
-            raise DataError(f"{text}: pattern matches no file")
-        return found, True
-    raise DataError(f"{path}: file not found")
+def is_region(cfg: DictConfig) -> bool:
+    """Whether a predict config asks for the region workflow (:mod:`rsseg.inference.region`): ``region=true`` or
+    more than one shard."""
+    return bool(cfg.get("region")) or int(cfg.get("shards") or 1) > 1
 
 
-def output_names(folder: Path, stem: str) -> dict[str, Path]:
-    return {
-        "classes": folder / f"{stem}_classes.tif",
-        "confidence": folder / f"{stem}_confidence.tif",
-        "probabilities": folder / f"{stem}_probabilities.tif",
-        "preview": folder / f"{stem}_preview.png",
-    }
-
-
-def plan_outputs(inputs: list[Path], collection: bool, output: str | None, default_dir: Path,
-                 wanted: set[str]) -> list[dict[str, Path]]:
-    """Output paths per input. One input and ``output=<file>``: that file, companions beside it
-    (``<stem>_confidence.tif`` ... with a trailing ``_classes`` dropped); otherwise ``output`` is a folder of
-    ``<input stem>_classes.tif`` (+ ``_confidence``, ``_probabilities``, ``_preview.png``)."""
-    text = None if output is None else str(output)
-    as_folder = collection or text is None or text.endswith(("/", os.sep)) or Path(text).is_dir()
-    plans = []
-    for path in inputs:
-        if as_folder:
-            names = output_names(Path(text).expanduser() if text else default_dir, path.stem)
-        else:
-            target = Path(text).expanduser()
-            stem = target.stem[: -len("_classes")] if target.stem.endswith("_classes") else target.stem
-            names = output_names(target.parent, stem)
-            names["classes"] = target
-        plans.append({kind: p for kind, p in names.items() if kind in wanted})
-    seen: dict[Path, Path] = {}
-    for path, plan in zip(inputs, plans):
-        for out in plan.values():
-            key = out.resolve()
-            if key in seen:
-                raise ConfigError(f"{path} and {seen[key]} would both write {out}: give scenes distinct names")
-            seen[key] = path
-    return plans
+def wanted_outputs(cfg: DictConfig) -> set[str]:
+    return {"classes"} | {k for k in ("confidence", "probabilities", "preview") if cfg.get(k)}
 
 
 def check_outputs(inputs: list[Path], plans: list[dict[str, Path]], overwrite: bool) -> None:
@@ -121,7 +71,7 @@ def check_value_range(handle, spec: TrainedModel, bands: list[int] | None) -> No
              f"brought to 0..255")
 
 
-def _is_rsseg_output(path: Path) -> bool:
+def is_rsseg_output(path: Path) -> bool:
     from rsseg.data.raster import open_raster
 
     try:
@@ -170,8 +120,9 @@ def peak_memory() -> dict[str, float]:
 
 
 def predict_scene(handle, predictor, plan: dict[str, Path], spec: TrainedModel, *, tile_size: int, overlap,
-                  blend: str, bands, nodata, cog: bool, preview_size: int, progress: bool, tags: dict):
-    """Predict one opened scene into its outputs (temporaries first, renamed when complete)."""
+                  blend: str, bands, nodata, cog: bool, preview_size: int, progress: bool, tags: dict, wrap=None):
+    """Predict one opened scene into its outputs (temporaries first, renamed when complete); ``wrap`` puts a sink
+    of the caller's in front of the GeoTIFF writer (the region's class counts)."""
     from tqdm import tqdm
 
     from rsseg.inference.engine import predict_raster
@@ -186,7 +137,7 @@ def predict_scene(handle, predictor, plan: dict[str, Path], spec: TrainedModel, 
     try:
         sink = GeoTiffSink(paths, handle, spec.class_names, spec.palette, cog=cog, preview_size=preview_size,
                            tags=tags)
-        stats = predict_raster(handle, predictor, sink, tile_size=tile_size, overlap=overlap, blend=blend,
+        stats = predict_raster(handle, predictor, wrap(sink) if wrap else sink, tile_size=tile_size, overlap=overlap, blend=blend,
                                bands=bands, nodata=nodata, progress=bar.update)
         bar.close()
         sink.commit()
@@ -211,11 +162,10 @@ def run_predict(cfg: DictConfig, loaded: TrainedModel | None = None) -> dict:
         raise ConfigError("input= is required: a GeoTIFF, a folder of them or a glob pattern (quote it)")
     if cfg.get("ckpt") is None:
         raise ConfigError("ckpt= is required: the .ckpt of a trained rsseg model")
-    inputs, collection = list_inputs(cfg.input)
+    inputs, collection = list_inputs(cfg.input, cfg.get("input_field"))
     if collection:  # a folder that already holds rsseg outputs (a re-run into the input folder): skip them
-        inputs = [p for p in inputs if not _is_rsseg_output(p)] or inputs
-    wanted = {"classes"} | {k for k in ("confidence", "probabilities", "preview") if cfg.get(k)}
-    plans = plan_outputs(inputs, collection, cfg.get("output"), run_dir(cfg), wanted)
+        inputs = [p for p in inputs if not is_rsseg_output(p)] or inputs
+    plans = plan_outputs(inputs, collection, cfg.get("output"), run_dir(cfg), wanted_outputs(cfg))
     check_outputs(inputs, plans, bool(cfg.get("overwrite", False)))
     for folder in sorted({out.parent for plan in plans for out in plan.values()}):
         check_writable(folder, "output")
@@ -277,8 +227,16 @@ def run_predict(cfg: DictConfig, loaded: TrainedModel | None = None) -> dict:
 
 
 def main(cfg: DictConfig) -> dict | None:
-    """The Hydra app's body: one-line errors (exit 2); SIGTERM or Ctrl-C leave no partial output (exit 130)."""
+    """The Hydra app's body: one-line errors (exit 2); SIGTERM or Ctrl-C leave no partial output (exit 130).
+    ``region=true`` or ``shards`` > 1 runs :func:`rsseg.inference.region.run_region` instead (named, not imported:
+    the region builds on this module). A job of a multirun leaves its summary as the job's ``results.json``."""
     from rsseg.runtime.app import run_guarded, terminate_as_interrupt
+    from rsseg.runtime.results import RESULTS, job_folder, write_results
 
     terminate_as_interrupt()
-    return run_guarded(run_predict, cfg)
+    region = is_region(cfg)
+    summary = run_guarded("rsseg.inference.region:run_region" if region else run_predict, cfg)
+    folder = job_folder()
+    if folder is not None and not region:  # what the sweep's summary reads (rsseg.training.sweep.SweepSummary)
+        write_results(folder / RESULTS, {"status": "done", "task": "predict", "summary": summary})
+    return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class StripReader(threading.Thread):
         self.dtype = np.dtype(_TORCH_SAFE.get(dtype, dtype))
         self.floating = dtype.kind == "f"  # float rasters always get a mask: NaN and inf are nodata
         self.nonfinite = 0
+        self.seconds = 0.0  # time spent reading (this thread's busy time, for the read/model/write breakdown)
 
     def _put(self, item) -> None:
         while not self.stop.is_set():
@@ -68,6 +70,7 @@ class StripReader(threading.Thread):
     def _read(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Region rows [r0, r1) (all inside), all region columns; raw values and the nodata mask."""
         window = Window(self.col0, self.row0 + r0, self.width, r1 - r0)
+        started = time.perf_counter()
         try:
             pixels = self.handle.read(self.bands, window=window)
             mask = None
@@ -84,6 +87,8 @@ class StripReader(threading.Thread):
                 f"{self.handle.name}: reading rows {self.row0 + r0}..{self.row0 + r1} failed, the file looks "
                 f"corrupt or truncated ({str(error).splitlines()[0]})"
             ) from None
+        finally:
+            self.seconds += time.perf_counter() - started
         return pixels.astype(self.dtype, copy=False), mask
 
     def _rows(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray | None]:

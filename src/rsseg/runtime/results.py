@@ -10,6 +10,27 @@ from typing import Any
 
 from rsseg.runtime.files import replaced_when_complete
 
+RESULTS = "results.json"
+ERROR = "error.json"
+
+
+def in_multirun() -> bool:
+    """True inside a job of a Hydra multirun (``python train.py -m ...``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def job_folder() -> Path | None:
+    """The folder of this Hydra multirun job, else None."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir) if in_multirun() else None
+
 
 def jsonable(value: Any) -> Any:
     """``value`` with tensors, numpy scalars and tuples as JSON types and non-finite floats as None."""

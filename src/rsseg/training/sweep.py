@@ -27,21 +27,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from rsseg.runtime.results import jsonable, write_results
-
-RESULTS = "results.json"
-ERROR = "error.json"
-
-
-def in_multirun() -> bool:
-    """True inside a job of a Hydra multirun (``python train.py -m ...``)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    try:
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False
+from rsseg.runtime.results import ERROR, RESULTS, in_multirun, jsonable, write_results  # noqa: F401 - re-exported
 
 
 def same_config(stored: Any, resolved: dict) -> bool:
