@@ -81,6 +81,7 @@ class SegmentationDataModule(L.LightningDataModule):
         ignore_values: Sequence[int] = (),
         ignore_index: int = 255,
         label_values: Sequence[int] | None = None,
+        reduce_zero_label: bool = False,
         bands: Sequence[int] | None = None,
         nodata: float | None = None,
         exclude_from_mean: Sequence[str] = (),
@@ -114,7 +115,8 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"got {len(mean)} and {len(std)}"
             )
         self.decode_labels = build_decoder(
-            label_format, num_classes, palette, ignore_colours, label_offset, ignore_values, ignore_index, label_values
+            label_format, num_classes, palette, ignore_colours, label_offset, ignore_values, ignore_index, label_values,
+            reduce_zero_label,
         )
         self.scenes = scenes
         self.num_classes, self.in_channels = num_classes, in_channels
