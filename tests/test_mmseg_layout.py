@@ -118,6 +118,7 @@ def test_reduce_zero_label_is_one_way_of_mapping_values():
         build_decoder("colour", 1, palette=[[0, 0, 0]], reduce_zero_label=True)
 
 
+@pytest.mark.slow  # two commands of about 20 s each on two cores
 def test_train_py_and_eval_py_on_an_mmseg_layout(tmp_path):
     root = tmp_path / "vaihingen_mmseg"
     make_mmseg_isprs(root)
