@@ -6,7 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.test_tables import ABLATION, SCENE_A, SCENE_AB, SCENE_B, read_csv, row_of, table_lines, tables, write_run
+from tests.test_tables import (
+    ABLATION,
+    SCENE_A,
+    SCENE_AB,
+    SCENE_B,
+    read_csv,
+    row_of,
+    table_lines,
+    tables,
+    write_run,
+)
 
 SPEC = {**ABLATION, "mark_keys": {"Transfer learning": "model.pretrained"}}
 

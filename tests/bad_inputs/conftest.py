@@ -105,7 +105,7 @@ def write_statistics_free_prepare(out: Path, dataset: Path) -> None:
     from rsseg.data.prepare import run_prepare
 
     run_prepare(compose_config("prepare", ["data=geotiff", f"data.root={dataset}", f"out_dir={out}",
-                                           "check_pixels=false", "data.cache=false"]))
+                                           "check_pixels=false", "data.cache=false", "data.scenes.split_tile_size=32"]))
 
 
 def write_results_folders(results: Path) -> None:

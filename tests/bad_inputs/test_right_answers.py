@@ -100,7 +100,8 @@ def small_set(tmp_path):
 
 
 def prepare(*overrides: str):
-    return run_prepare(compose_config("prepare", ["data=geotiff", "data.cache=false", *overrides]))
+    return run_prepare(compose_config("prepare", ["data=geotiff", "data.cache=false", "data.scenes.split_tile_size=32",
+                                                  *overrides]))
 
 
 @pytest.mark.parametrize("moment", ["after_the_tiles", "while_the_second_file_is_written"])

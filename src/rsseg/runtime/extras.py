@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 
 from rsseg.errors import ConfigError
 
@@ -59,12 +60,29 @@ def check_extras(cfg) -> None:
                 raise ConfigError(f"logger={name} needs the {extra} extra: {install_line(extra)}")
 
 
-def missing_plugin_message(missing: str, text: str) -> str | None:
-    """The line for Hydra's "could not load hydra/launcher/joblib" when the plugin that provides it is not
-    installed, naming the config that asked for it (``In 'hydra/launcher/parallel'``) and the extra."""
+def missing_plugin_message(missing: str, text: str, argv: list[str] | None = None) -> str | None:
+    """The line for Hydra's "could not find hydra/launcher/joblib" when the plugin that provides it is not
+    installed, naming the choice that asked for it and the extra: the config of the error (``In
+    'hydra/launcher/parallel'``), or, where Hydra names only its own (an ``override /hydra/sweeper: optuna`` in
+    ``hparams_search/lr_loss``), the command-line choice whose config holds that override."""
     if missing not in PLUGIN_CONFIGS:
         return None
     extra, package = PLUGIN_CONFIGS[missing]
     asked = text.split("In '", 1)[1].split("'", 1)[0] if "In '" in text else missing
+    if asked == "hydra/config":
+        asked = _choice_overriding(missing, sys.argv[1:] if argv is None else argv) or missing
     group, _, choice = asked.rpartition("/")
     return f"{group}={choice} needs the {extra} extra ({package}): {install_line(extra)}"
+
+
+def _choice_overriding(missing: str, argv: list[str]) -> str | None:
+    """The ``group=option`` of ``argv`` whose config (in rsseg's conf/) overrides ``missing``'s group with it."""
+    from rsseg.config import CONF_DIR
+
+    group, _, choice = missing.rpartition("/")
+    for override in argv:
+        key, _, value = override.lstrip("+").partition("=")
+        path = CONF_DIR / key / f"{value}.yaml"
+        if value and path.is_file() and f"override /{group}: {choice}" in path.read_text():
+            return f"{key}/{value}"
+    return None

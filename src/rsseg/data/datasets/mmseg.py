@@ -55,7 +55,7 @@ class MMSegFolders(FolderSceneSet):
 
     def _discover(self) -> list[Record]:
         images, labels = self.root / self.img_dir, self.root / self.ann_dir
-        for folder, role in ((images, "images"), (labels, "labels")):
+        for folder in (images, labels):
             if not folder.is_dir():
                 self._missing_dirs.add(
                     f"{folder}: folder not found; expected mmsegmentation's layout, {self.img_dir}/{{train,val}} "
@@ -96,9 +96,13 @@ class MMSegFolders(FolderSceneSet):
         example = f"{unlabelled[0]}{self.seg_map_suffix}"
         found = sorted(n for n in names if not n.startswith("."))
         seen = f"; {labels.name}/ holds e.g. {found[0]}" if found else f"; {labels} is empty"
+        # Labels named <stem><another suffix>: say which seg_map_suffix would match them.
+        suffix = next((n[len(unlabelled[0]):] for n in found if n.startswith(unlabelled[0])), None)
+        hint = f", e.g. data.scenes.seg_map_suffix={suffix}" if suffix else ""
         return (f"{labels}: {len(unlabelled)} of the {count} images in {images} have no label of the same stem "
                 f"(e.g. no {example}{seen}); expected <stem>{self.seg_map_suffix} for every <stem> image "
-                f"(data.scenes.seg_map_suffix and data.scenes.img_suffix are mmseg's seg_map_suffix and img_suffix)")
+                f"(data.scenes.seg_map_suffix and data.scenes.img_suffix are mmseg's seg_map_suffix and img_suffix"
+                f"{hint})")
 
     def split_ids(self, table: str) -> dict[str, list[str]]:
         by_part = {name: [r.id for r in self.records() if r.id.split("/", 1)[0] == name] for name in SPLITS}
