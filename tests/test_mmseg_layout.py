@@ -140,3 +140,18 @@ def test_train_py_and_eval_py_on_an_mmseg_layout(tmp_path):
     scored = json.loads((tmp_path / "eval" / "results.json").read_text())
     # 4 test patches of 32 x 32, 2 of every 8 columns ignored (label 0 and 255): 768 pixels scored
     assert int(np.sum(scored["metrics"]["test"]["confusion"])) == 4 * 32 * 24
+
+
+@pytest.mark.parametrize("protocol", ["standard", "mmseg", "random", "manifest"])
+def test_every_protocol_validates_on_scenes_that_never_test(protocol, tmp_path):
+    make_mmseg_isprs(tmp_path / "set")
+    overrides = ["data.scenes.split_tile_size=16"]
+    if protocol == "manifest":  # mmseg's own lists, as a split file of scene ids
+        (tmp_path / "split.json").write_text(json.dumps({"train": ["train/area1_0_0_32_32", "train/area3_0_0_32_32"],
+                                                         "test": ["val/area2_0_0_32_32"]}))
+        overrides.append(f"protocol.split_file={tmp_path / 'split.json'}")
+    _, dm = build("mmseg_isprs", tmp_path / "set", f"protocol={protocol}", *overrides)
+    splits = dm.scenes.manifest()["splits"]
+    key = lambda entry: (entry["image"], tuple(entry["window"] or ()))  # noqa: E731
+    val, test, train = ({key(e) for e in splits[name]} for name in ("val", "test", "train"))
+    assert val and train and not val & test and not val & train, protocol
