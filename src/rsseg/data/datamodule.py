@@ -60,6 +60,8 @@ class SegmentationDataModule(L.LightningDataModule):
     normalises them on the device and augments training batches there (:class:`rsseg.data.device.DeviceBatch`).
     ``pin_memory`` (page-locked host buffers, for asynchronous copies to a GPU) is on where a GPU trains unless
     set; ``prefetch_factor`` batches per worker are read ahead.
+    Labels decode as :func:`rsseg.data.labels.build_decoder` says: ``reduce_zero_label`` is mmsegmentation's
+    (index labels: 0 ignored, value v the class v - 1); ``ignore_index`` marks the ignored pixels after decoding.
     ``cache`` reads rasters that are slow to read in windows (JPEG, PNG, striped or compressed GeoTIFF) from
     decoded copies under ``<cache_dir>/rasters`` (:mod:`rsseg.data.cache`; ``cache_dir`` null: ``$RSSEG_CACHE`` or
     ``~/.cache/rsseg``), built in this process when a split is first checked, so DataLoader workers only open
