@@ -5,6 +5,9 @@ must end with exit status 2, exactly one ``error:`` line naming the fault, no tr
 The inputs live in one session-wide folder (:func:`world`): a tiny rsseg checkpoint, rasters with every defect a
 GIS folder holds, labels on other grids, broken checkpoints. Cases are run two at a time, the first time any of
 them is asked for, so the whole corpus costs the wall time of half its commands.
+
+Bad input whose right answer is a result, not a refusal (NaN pixels in a scene smaller than one tile, two
+predictions writing one output, an interrupted prepare), is checked by the tests of test_right_answers.py.
 """
 
 from __future__ import annotations
