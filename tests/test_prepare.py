@@ -68,24 +68,6 @@ def test_statistics_class_counts_manifest_and_gid_tiles(gid_scene_set, tmp_path)
     assert list(cfg.data.mean) == report["mean"] and list(cfg.data.std) == report["std"]
 
 
-def test_an_interrupt_while_tiles_are_written_leaves_no_output(gid_scene_set, tmp_path, monkeypatch):
-    import rsseg.data.prepare as module
-
-    root, _ = gid_scene_set
-    write_tiles = module.write_tiles
-
-    def interrupted(splits, folder, *args):
-        write_tiles(splits, folder, *args)
-        raise KeyboardInterrupt  # Ctrl-C once every tile is on disk, before the outputs are complete
-
-    monkeypatch.setattr(module, "write_tiles", interrupted)
-    out = tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt):
-        prepare("data=gid", f"data.root={root}", "data.scenes.test_scenes=1", "protocol.select_on=test",
-                f"out_dir={out}", "window=100", "check_pixels=false", "tiles.write=true", "tiles.size=32", "tiles.splits=[train]")
-    assert not out.exists() or list(out.iterdir()) == []  # neither splits.json, stats.json nor tiles/
-
-
 @pytest.mark.parametrize("protocol", ["random", "standard"])
 def test_prepare_writes_splits_whose_val_and_test_share_no_tile(protocol, tmp_path):
     import subprocess

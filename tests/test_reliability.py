@@ -25,52 +25,13 @@ from rsseg.inference.engine import ArraySink, predict_raster
 from rsseg.inference.predictor import TilePredictor
 from rsseg.models.checkpoint import read_checkpoint
 from rsseg.training.losses import CrossEntropy
+from tests.bad_inputs.test_right_answers import GlobalContext
 from tests.test_inference import smooth_image, write_geotiff
 from tests.test_predict_cli import conv_model_config, data_config, predict, write_checkpoint
 
 # --------------------------------------------------------------------------------------------------------------
 # Non-finite pixels
 # --------------------------------------------------------------------------------------------------------------
-
-
-class GlobalContext(torch.nn.Module):
-    """Per-pixel logits plus the image mean: one NaN anywhere would reach every output pixel."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pixel = torch.nn.Conv2d(3, 4, 1)
-        torch.nn.init.normal_(self.pixel.weight, std=1.0, generator=torch.Generator().manual_seed(0))
-
-    def forward(self, x):
-        return self.pixel(x) + self.pixel(x).mean((2, 3), keepdim=True)
-
-
-@pytest.mark.parametrize("height, width", [(96, 80), (40, 50)])  # the second is smaller than one 64 px tile
-def test_nan_and_inf_pixels_are_nodata_and_never_reach_their_neighbours(tmp_path, height, width):
-    pixels = smooth_image(height, width).astype(np.float32)
-    pixels[:, 10:20, 30:40] = np.nan  # a block of NaN in every band: 100 pixels
-    pixels[1, 25, 5] = np.inf  # one band infinite: the pixel is unusable as a whole
-    with_nan = write_geotiff(tmp_path / "nan.tif", pixels)
-    declared = pixels.copy()
-    declared[:, ~np.isfinite(pixels).all(0)] = -9999  # the same pixels, as declared nodata
-    with_nodata = write_geotiff(tmp_path / "nodata.tif", declared, nodata=-9999)
-
-    predictor = TilePredictor(GlobalContext(), [120.0] * 3, [50.0] * 3, 4)
-    import rasterio
-
-    results = {}
-    for name, path in (("nan", with_nan), ("nodata", with_nodata)):
-        sink = ArraySink(height, width, 4, probabilities=False)
-        with rasterio.open(path) as handle:
-            stats = predict_raster(handle, predictor, sink, tile_size=64, overlap=16)
-        results[name] = (sink.classes, stats.extra["nonfinite_pixels"])
-    classes, counted = results["nan"]
-    bad = ~np.isfinite(pixels).all(0)
-    assert counted == 101 and results["nodata"][1] == 0
-    assert (classes[bad] == 255).all() and (classes[~bad] < 4).all()
-    # Exactly what the same pixels declared as nodata give: nothing of the NaN leaked into the other pixels.
-    assert np.array_equal(classes, results["nodata"][0])
-    assert len(np.unique(classes[~bad])) > 1
 
 
 def test_predict_counts_nan_pixels_in_a_warning(tmp_path, capsys):
@@ -241,26 +202,6 @@ def test_sigterm_during_prediction_leaves_no_file_and_exits_130(tmp_path, entry)
     assert stderr.strip().splitlines()[-1] == "interrupted: nothing half-written was left behind"
     assert "Traceback" not in stderr and list(out.iterdir()) == []
     assert not (tmp_path / "run").exists()  # the run folder held nothing but Hydra's records
-
-
-def test_two_predictions_writing_the_same_cog_at_once_both_finish(tmp_path):
-    """Each process writes under temporary names of its own; the last to finish replaces the output whole."""
-    ckpt = write_checkpoint(tmp_path / "tiny.ckpt", conv_model_config(), data_config())
-    source = write_geotiff(tmp_path / "scene.tif", smooth_image(768, 768), tiled=True)
-    out = tmp_path / "out" / "classes.tif"
-    command = [sys.executable, str(CONF_DIR.parents[2] / "predict.py"), f"ckpt={ckpt}", f"input={source}",
-               f"output={out}", "tile_size=64", "cog=true", "progress=false"]
-    runs = [subprocess.Popen([*command, f"hydra.run.dir={tmp_path / f'run{i}'}"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for i in range(2)]
-    for run in runs:
-        _, stderr = run.communicate(timeout=300)
-        assert run.returncode == 0, stderr
-    assert sorted(p.name for p in out.parent.iterdir()) == ["classes.tif"]
-    import rasterio
-
-    with rasterio.open(out) as dst:
-        assert (dst.width, dst.height) == (768, 768) and dst.overviews(1)
-        assert set(np.unique(dst.read(1))) <= {0, 1, 2, 3}
 
 
 def test_an_interrupt_while_the_reader_starts_still_stops_it(tmp_path, monkeypatch):

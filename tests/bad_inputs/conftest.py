@@ -5,6 +5,9 @@ must end with exit status 2, exactly one ``error:`` line naming the fault, no tr
 The inputs live in one session-wide folder (:func:`world`): a tiny rsseg checkpoint, rasters with every defect a
 GIS folder holds, labels on other grids, broken checkpoints. Cases are run two at a time, the first time any of
 them is asked for, so the whole corpus costs the wall time of half its commands.
+
+Bad input whose right answer is a result, not a refusal (NaN pixels in a scene smaller than one tile, two
+predictions writing one output, an interrupted prepare), is checked by the tests of test_right_answers.py.
 """
 
 from __future__ import annotations
@@ -79,8 +82,33 @@ def world(tmp_path_factory) -> Path:
         write_geotiff(small / "images" / f"{name}.tif", smooth_image(64, 64, seed=ord(name)))
         write_geotiff(small / "labels" / f"{name}.tif", (classes % 2).astype(np.uint8))
     write_results_folders(root / "results")
+    write_mmseg_folders(root)
+    write_statistics_free_prepare(root / "prepared_without_pixels", small)
     (root / "read_only_path").write_text(str(read_only_folder(root)))
     return root
+
+
+def write_mmseg_folders(root: Path) -> None:
+    """Folders that look like mmsegmentation's layout and are not quite it."""
+    from tests.test_mmseg_layout import ISPRS_ROW, make_mmseg_isprs, save_png, stripes
+
+    make_mmseg_isprs(root / "mmseg_ann_only")
+    shutil.rmtree(root / "mmseg_ann_only" / "img_dir")
+    make_mmseg_isprs(root / "mmseg_rgb_labels")  # colour-coded labels where index PNGs belong
+    for path in (root / "mmseg_rgb_labels" / "ann_dir").rglob("*.png"):
+        save_png(path, np.stack([(stripes(ISPRS_ROW) % 7) * 36] * 3))
+    make_mmseg_isprs(root / "mmseg_other_stems")  # labels named <stem>_mask.png
+    for path in sorted((root / "mmseg_other_stems" / "ann_dir").rglob("*.png")):
+        path.rename(path.with_name(f"{path.stem}_mask.png"))
+
+
+def write_statistics_free_prepare(out: Path, dataset: Path) -> None:
+    """What `rsseg prepare check_pixels=false` writes: splits.json, and a stats.json without band statistics."""
+    from rsseg.config import compose_config
+    from rsseg.data.prepare import run_prepare
+
+    run_prepare(compose_config("prepare", ["data=geotiff", f"data.root={dataset}", f"out_dir={out}",
+                                           "check_pixels=false", "data.cache=false", "data.scenes.split_tile_size=32"]))
 
 
 def write_results_folders(results: Path) -> None:

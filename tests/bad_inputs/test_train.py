@@ -6,6 +6,7 @@ from tests.bad_inputs.corpus import Case, cases, check_refusal
 
 TRAIN = ("train.py", "model=smp_deeplabv3plus", "logger=none")
 FOLDER = (*TRAIN, "data=geotiff", "data.root={world}/small_set", "data.num_workers=0")
+MMSEG = (*TRAIN, "data=mmseg_isprs", "data.num_workers=0", "data.tile_size=32", "data.eval_tile_size=32")
 
 
 @cases(
@@ -36,6 +37,19 @@ FOLDER = (*TRAIN, "data=geotiff", "data.root={world}/small_set", "data.num_worke
     Case("read_only_output_folder", (*TRAIN, "hydra.run.dir={read_only}/run"),
          "permission denied; expected a folder you can write to"),
     Case("rsseg_train_seed_not_an_integer", ("rsseg", "train", "seed=abc"), "error: seed=abc: not an integer"),
+    Case("stats_file_without_statistics", (*FOLDER, "data.stats_file={world}/prepared_without_pixels/stats.json"),
+         "error: {world}/prepared_without_pixels/stats.json: stats file has no 'mean' list; expected one that "
+         "`rsseg prepare` writes without check_pixels=false"),
+    # Datasets laid out the mmsegmentation way, not quite
+    Case("mmseg_ann_dir_without_img_dir", (*MMSEG, "data.root={world}/mmseg_ann_only"),
+         "{world}/mmseg_ann_only/img_dir: folder not found; expected mmsegmentation's layout, img_dir/{train,val} "
+         "with the images and ann_dir/{train,val} with their labels"),
+    Case("mmseg_colour_coded_labels", (*MMSEG, "data.root={world}/mmseg_rgb_labels"),
+         "mmseg_rgb_labels/ann_dir/train/area1_0_0_32_32.png: 3-band label raster, but index labels "
+         "(data.label_format=index) need one band of class values"),
+    Case("mmseg_stems_differ", (*MMSEG, "data.root={world}/mmseg_other_stems"),
+         "{world}/mmseg_other_stems/ann_dir/train: 8 of the 8 images in {world}/mmseg_other_stems/img_dir/train have no "
+         "label of the same stem (e.g. no area1_0_0_32_32.png; train/ holds e.g. area1_0_0_32_32_mask.png)"),
 )
 def test_train_refuses_bad_input(case, outcomes, world):
     check_refusal(case, outcomes, world)

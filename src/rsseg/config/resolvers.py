@@ -58,7 +58,8 @@ def load_stats(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not a readable stats file ({error})") from None
     for key in ("mean", "std"):
         if not isinstance(stats.get(key), list) or not stats[key]:
-            raise ConfigError(f"{path}: stats file has no '{key}' list; write it with `rsseg prepare`")
+            raise ConfigError(f"{path}: stats file has no '{key}' list; expected one that `rsseg prepare` writes "
+                              f"without check_pixels=false")
     return stats
 
 

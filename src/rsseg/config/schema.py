@@ -192,6 +192,8 @@ class DataValues:
     ignore_index: int | None = option(None, "a label value in 0..255", minimum=0, maximum=255)
     label_values: list[int] | None = option(None, "a list of the label raster's values in class order, "
                                                      "e.g. data.label_values=[0,255]")
+    reduce_zero_label: bool | None = option(None, "true or false (true: label 0 is ignored, every other value is "
+                                                     "the class one below it, as in mmsegmentation)")
     cache: bool | None = option(None, "true or false (false reads every raster directly, no read cache)")
     cache_dir: str | None = option(None, "a folder for the read cache (its rasters/ subfolder), or null")
 

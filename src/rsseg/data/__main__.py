@@ -52,6 +52,7 @@ def describe_dataset(name: str, config_dirs=()) -> dict:
         "in_channels": data.get("in_channels"),
         "bands": data.get("bands"),
         "label_format": data.get("label_format"),
+        "reduce_zero_label": bool(data.get("reduce_zero_label", False)),
         "root": root,
         "config": str(path),
         "layout": layout,
@@ -72,7 +73,8 @@ def format_details(row: dict) -> str:
     return "\n".join([
         f"data={row['name']}  ({row['config']})",
         f"classes ({row['num_classes']}): {', '.join(map(str, row['class_names'] or []))}",
-        f"input bands: {row['in_channels']} (bands read: {bands}); labels: {row['label_format']}",
+        f"input bands: {row['in_channels']} (bands read: {bands}); labels: {row['label_format']}"
+        f"{' with reduce_zero_label (0 ignored, v -> class v - 1)' if row['reduce_zero_label'] else ''}",
         f"data.root: {row['root']}",
         "",
         row["layout"],

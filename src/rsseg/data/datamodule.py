@@ -60,6 +60,8 @@ class SegmentationDataModule(L.LightningDataModule):
     normalises them on the device and augments training batches there (:class:`rsseg.data.device.DeviceBatch`).
     ``pin_memory`` (page-locked host buffers, for asynchronous copies to a GPU) is on where a GPU trains unless
     set; ``prefetch_factor`` batches per worker are read ahead.
+    Labels decode as :func:`rsseg.data.labels.build_decoder` says: ``reduce_zero_label`` is mmsegmentation's
+    (index labels: 0 ignored, value v the class v - 1); ``ignore_index`` marks the ignored pixels after decoding.
     ``cache`` reads rasters that are slow to read in windows (JPEG, PNG, striped or compressed GeoTIFF) from
     decoded copies under ``<cache_dir>/rasters`` (:mod:`rsseg.data.cache`; ``cache_dir`` null: ``$RSSEG_CACHE`` or
     ``~/.cache/rsseg``), built in this process when a split is first checked, so DataLoader workers only open
@@ -81,6 +83,7 @@ class SegmentationDataModule(L.LightningDataModule):
         ignore_values: Sequence[int] = (),
         ignore_index: int = 255,
         label_values: Sequence[int] | None = None,
+        reduce_zero_label: bool = False,
         bands: Sequence[int] | None = None,
         nodata: float | None = None,
         exclude_from_mean: Sequence[str] = (),
@@ -114,7 +117,8 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"got {len(mean)} and {len(std)}"
             )
         self.decode_labels = build_decoder(
-            label_format, num_classes, palette, ignore_colours, label_offset, ignore_values, ignore_index, label_values
+            label_format, num_classes, palette, ignore_colours, label_offset, ignore_values, ignore_index, label_values,
+            reduce_zero_label,
         )
         self.scenes = scenes
         self.num_classes, self.in_channels = num_classes, in_channels

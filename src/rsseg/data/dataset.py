@@ -15,6 +15,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from rsseg.data.labels import reads_index
 from rsseg.data.raster import RasterPool, Scene, nodata_mask, read_label_window, read_window
 from rsseg.errors import DataError
 from rsseg.runtime.console import warn
@@ -60,7 +61,8 @@ class SceneReader:
         label = np.full(pixels.shape[1:], self.ignore_index, dtype=np.uint8)
         if scene.label is not None and self.decode_labels is not None:
             label_handle = self.pool.get(scene.label)
-            raw = _read_or_fail(scene.label, window, lambda: read_label_window(label_handle, window, bounds))
+            raw = _read_or_fail(scene.label, window, lambda: read_label_window(
+                label_handle, window, bounds, index=reads_index(self.decode_labels)))
             inside = _inside_mask(window, bounds)
             decoded = self.decode_labels(raw[:, inside.any(1)][:, :, inside.any(0)], str(scene.label))
             label[inside] = decoded.reshape(-1)

@@ -135,6 +135,12 @@ class IndexLabels:
         return np.where(ignored, self.ignore_index, classes).astype(np.uint8)
 
 
+def reads_index(decoder) -> bool:
+    """Whether ``decoder`` takes a label's first band as stored (index labels, even palette PNGs) rather than its
+    colours."""
+    return isinstance(decoder, IndexLabels)
+
+
 def build_decoder(
     label_format: str,
     num_classes: int,
@@ -144,8 +150,22 @@ def build_decoder(
     ignore_values: Sequence[int] = (),
     ignore_index: int = 255,
     label_values: Sequence[int] | None = None,
+    reduce_zero_label: bool = False,
 ) -> ColourLabels | IndexLabels:
-    """The label decoder a data config describes (``label_format``: colour or index)."""
+    """The label decoder a data config describes (``label_format``: colour or index).
+
+    ``reduce_zero_label`` is mmsegmentation's: value 0 is ignored and every other value is the class one below it
+    (``label_offset=1`` with 0 among ``ignore_values``), for index labels whose 0 means no data or a boundary.
+    """
+    if reduce_zero_label:
+        if label_format != "index":
+            raise ConfigError(f"data.reduce_zero_label=true shifts index labels, but data.label_format={label_format!r}; "
+                              f"expected data.label_format=index")
+        if label_offset or label_values is not None:
+            other = f"data.label_offset={label_offset}" if label_offset else f"data.label_values={list(label_values)}"
+            raise ConfigError(f"data.reduce_zero_label=true and {other} both map label values to classes; "
+                              f"expected one of them")
+        label_offset, ignore_values = 1, [0, *(v for v in ignore_values if v != 0)]
     if label_format == "colour":
         if palette is None or len(palette) != num_classes:
             raise ConfigError(f"data.palette needs {num_classes} colours for colour-coded labels, got {palette}")
@@ -165,7 +185,7 @@ def decoder_from_config(data, num_classes: int | None = None, palette: Sequence[
         return build_decoder(
             data.get("label_format"), num_classes, data.get("palette"), data.get("ignore_colours") or (),
             int(data.get("label_offset") or 0), data.get("ignore_values") or (), int(data.get("ignore_index", 255)),
-            data.get("label_values"),
+            data.get("label_values"), bool(data.get("reduce_zero_label", False)),
         )
     return None if palette is None else build_decoder("colour", num_classes, palette)
 

@@ -37,7 +37,7 @@ from rasterio.windows import transform as window_transform
 import rsseg.config  # noqa: F401 - registers the resolvers (${rsseg.stats:...}) data configs use
 from rsseg.config.runs import run_dir
 from rsseg.data.datasets import SPLITS, all_scenes
-from rsseg.data.labels import build_decoder, decoder_from_config
+from rsseg.data.labels import build_decoder, decoder_from_config, reads_index
 from rsseg.data.raster import (
     Scene,
     check_pair,
@@ -154,7 +154,7 @@ class DatasetPass:
                             stats.update(pixels[:, valid])
                         if label is not None:
                             try:
-                                raw = read_label_window(label, window, bounds)
+                                raw = read_label_window(label, window, bounds, index=reads_index(self.decode))
                             except RasterioError as error:
                                 self._problem(scene.label, f"{scene.label}: unreadable at window (row "
                                                            f"{window.row_off}, col {window.col_off}): corrupt or "
@@ -203,10 +203,11 @@ def problem_report(problems: list[str], root) -> str:
 
 
 def write_tiles(
-    splits: dict[str, list[Scene]], out: Path, size: int, stride: int | None, parts, root: Path | None
+    splits: dict[str, list[Scene]], out: Path, size: int, stride: int | None, parts, root: Path | None,
+    index: bool = False,
 ) -> dict:
     """Cut every scene of ``parts`` into ``size`` tiles every ``stride`` px (remainders dropped); returns the
-    tiles' manifest (paths relative to ``out``)."""
+    tiles' manifest (paths relative to ``out``). ``index``: labels are index labels, copied as stored."""
     stride = int(stride or size)
     manifest: dict[str, list[dict]] = {name: [] for name in SPLITS}
     done: dict[tuple, list[dict]] = {}
@@ -239,7 +240,7 @@ def write_tiles(
                             entry = {"name": stem, "image": str(image_path.relative_to(out)), "label": None,
                                      "window": None, "source": scene.name}
                             if label is not None:
-                                raw = read_label_window(label, window)
+                                raw = read_label_window(label, window, index=index)
                                 label_path = out / name / "labels" / f"{stem}.tif"
                                 _atomic_raster(label_path, raw, {**common, "count": raw.shape[0], "dtype": raw.dtype.name},
                                                scene.image)
@@ -334,7 +335,8 @@ def run_prepare(cfg: DictConfig) -> dict:
         tile_dir = out / "tiles"
         with folder_replaced_when_complete(tile_dir) as partial:  # tiles/ appears whole or not at all
             tile_manifest = write_tiles(splits, partial, int(tiles.size), tiles.get("stride"),
-                                        list(tiles.get("splits", SPLITS)), getattr(source, "root", None))
+                                        list(tiles.get("splits", SPLITS)), getattr(source, "root", None),
+                                        reads_index(scan.decode))
             write_results(partial / "splits.json", {"dataset": report["dataset"], "tile_size": int(tiles.size),
                                                     "splits": tile_manifest})
         report["tiles"] = {name: len(v) for name, v in tile_manifest.items()}

@@ -164,10 +164,13 @@ def palette_lookup(handle: rasterio.DatasetReader) -> np.ndarray:
 
 def read_label_window(
     handle: rasterio.DatasetReader, window: Window, bounds: tuple[int, int, int, int] | None = None,
-    fill: float = 0,
+    fill: float = 0, index: bool = False,
 ) -> np.ndarray:
     """A label window as stored, ``[1 or 3, h, w]``: palette-indexed rasters come back as RGB through their
-    colour table, RGB(A) rasters as their first three bands, one-band index rasters as they are."""
+    colour table, RGB(A) rasters as their first three bands, one-band index rasters as they are. ``index``: the
+    first band's values as they are, colour table or not (index labels saved as palette PNGs for display)."""
+    if index:
+        return read_window(handle, window, [1], fill, bounds)
     if is_palette_indexed(handle):
         indices = read_window(handle, window, [1], fill, bounds)[0]
         return palette_lookup(handle)[:, indices]
@@ -175,15 +178,17 @@ def read_label_window(
 
 
 def read_label_decimated(
-    handle: rasterio.DatasetReader, out_shape: tuple[int, int], bounds: tuple[int, int, int, int] | None = None
+    handle: rasterio.DatasetReader, out_shape: tuple[int, int], bounds: tuple[int, int, int, int] | None = None,
+    index: bool = False,
 ) -> np.ndarray:
-    """A nearest-neighbour decimated read of a label raster (or a part of it), ``[1 or 3, out_h, out_w]``.
+    """A nearest-neighbour decimated read of a label raster (or a part of it), ``[1 or 3, out_h, out_w]``
+    (``index``: the first band as stored, as :func:`read_label_window`).
 
     GDAL reads only the rows and blocks the decimated grid samples, so this stays cheap on whole scenes.
     """
     r0, c0, r1, c1 = bounds if bounds is not None else (0, 0, handle.height, handle.width)
     window = Window(c0, r0, c1 - c0, r1 - r0)
-    palette = is_palette_indexed(handle)
+    palette = is_palette_indexed(handle) and not index
     indexes = [1] if palette or handle.count == 1 else [1, 2, 3][: handle.count]
     raw = handle.read(indexes, window=window, out_shape=(len(indexes), *out_shape), resampling=Resampling.nearest)
     return palette_lookup(handle)[:, raw[0]] if palette else raw
@@ -248,6 +253,12 @@ def _check_pair(
                     raise DataError(
                         f"{scene.label}: {label.count}-band label raster, but colour-coded labels need "
                         f"{label_bands_needed} bands (RGB) or a colour table"
+                    )
+                if label_bands_needed == 1 and label.count > 1:
+                    raise DataError(
+                        f"{scene.label}: {label.count}-band label raster, but index labels (data.label_format=index) "
+                        f"need one band of class values; expected an index PNG or GeoTIFF (a colour-coded label "
+                        f"needs data.label_format=colour and data.palette)"
                     )
                 check_same_grid(image, label, scene.image, scene.label, "its image")
     return size

@@ -23,6 +23,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from rsseg.data.dataset import RandomWindowDataset, SceneReader
+from rsseg.data.labels import reads_index
 from rsseg.data.raster import Scene, open_raster, read_label_decimated
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def coarse_class_map(
     else:
         with open_raster(scene.label) as handle:
             shape = (max(1, -(-handle.height // cell)), max(1, -(-handle.width // cell)))
-            raw = read_label_decimated(handle, shape)
+            raw = read_label_decimated(handle, shape, index=reads_index(decode_labels))
         full = decode_labels(raw, str(scene.label))
         if cache is not None:
             cache[key] = full

@@ -36,9 +36,9 @@ from rsseg.inference.exported import (
     TORCHSCRIPT_METADATA,
     exported_format,
     open_exported,
-    require,
 )
 from rsseg.inference.model import TrainedModel
+from rsseg.runtime.extras import require
 
 
 def model_metadata(spec: TrainedModel, stored: DictConfig, source: str | Path) -> dict:
@@ -59,7 +59,7 @@ def model_metadata(spec: TrainedModel, stored: DictConfig, source: str | Path) -
 
 
 def _add_onnx_metadata(path: Path, metadata: dict) -> None:
-    onnx = require("onnx", "format=onnx")
+    onnx = require("onnx", "format=onnx", "onnx")
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
@@ -97,7 +97,7 @@ def export_checkpoint(
     if output.exists() and not overwrite:
         raise DataError(f"{output}: exists; pass overwrite=true to replace it")
     if format == "onnx":
-        require("onnx", "format=onnx")
+        require("onnx", "format=onnx", "onnx")
     spec = load_checkpoint(ckpt)
     spec = dataclasses.replace(spec, tile_size=int(tile_size or spec.tile_size))
     model = spec.network()

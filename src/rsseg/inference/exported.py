@@ -14,19 +14,12 @@ import torch
 from torch import nn
 
 from rsseg.errors import ConfigError, DataError, RssegError
+from rsseg.runtime.extras import require
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 METADATA_KEY = "rsseg"
 TORCHSCRIPT_METADATA = "rsseg.json"
 FORMAT_VERSION = 1
-
-
-def require(module: str, what: str):
-    """Import the optional package ``module`` or say how to install it."""
-    try:
-        return __import__(module)
-    except ImportError:
-        raise ConfigError(f"{what} needs the {module} package: pip install 'rsseg[onnx]'") from None
 
 
 def exported_format(path: str | Path) -> str | None:
@@ -66,7 +59,7 @@ class OnnxNetwork(ExportedNetwork):
 
     def __init__(self, path: Path, tile_size: int, num_classes: int, in_channels: int) -> None:
         super().__init__(path, tile_size, num_classes, in_channels)
-        ort = require("onnxruntime", f"{path}: an ONNX model")
+        ort = require("onnxruntime", f"{path}: an ONNX model", "onnx")
         available = ort.get_available_providers()
         self.sessions = {
             kind: ort.InferenceSession(str(path), providers=providers)
@@ -102,7 +95,7 @@ def read_metadata(path: str | Path, format: str | None = None) -> tuple[dict, ob
     format = format or exported_format(path)
     try:
         if format == "onnx":
-            ort = require("onnxruntime", f"{path}: an ONNX model")
+            ort = require("onnxruntime", f"{path}: an ONNX model", "onnx")
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             text, loaded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), session
         elif format == "torchscript":

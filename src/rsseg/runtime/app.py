@@ -79,10 +79,12 @@ def run_guarded(function: Callable | str, *args, **kwargs):
     run folder Hydra created when nothing else was written to it. ``function`` may be named ``"module:name"``,
     imported only once the config passed its checks (a refused command never loads Lightning)."""
     from rsseg.config.checks import check_config
+    from rsseg.runtime.extras import check_extras
 
     try:
         if args and hasattr(args[0], "_get_node"):
             check_config(args[0])
+            check_extras(args[0])
         if isinstance(function, str):
             module, _, name = function.partition(":")
             function = getattr(importlib.import_module(module), name)
@@ -246,9 +248,13 @@ def _hydra_message(error: BaseException) -> str | None:
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
     from rsseg.config.checks import did_you_mean
+    from rsseg.runtime.extras import missing_plugin_message
 
     if isinstance(error, MissingConfigException):
         missing = str(getattr(error, "missing_cfg_file", "") or "")
+        plugin = missing_plugin_message(missing, str(error))
+        if plugin:
+            return plugin
         options = list(getattr(error, "options", None) or [])
         group, _, choice = missing.rpartition("/")
         if group and options:

@@ -217,4 +217,4 @@ class SeedSceneBootstrap:
         kind = "BCa" if self.method == "bca" else "percentile"
         return (f"95 % {kind} interval of a two-level bootstrap: the row's seeds with replacement, then the "
                 f"evaluation scenes with replacement, the same draws for every row ({self.resamples} resamples, "
-                f"seed {self.seed}); § = one seed, the interval resamples the scenes only")
+                f"seed {self.seed})")

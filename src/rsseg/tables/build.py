@@ -21,6 +21,7 @@ from rsseg.tables.columns import (
     positive_class,
 )
 from rsseg.tables.groups import GENERIC_COLUMNS, Row, RunGroup, group_runs
+from rsseg.tables.marks import mark_cell, switched_off_notes
 from rsseg.tables.records import FailedJob, RunRecord, dig, find_records
 
 
@@ -99,17 +100,30 @@ class GroupTables:
         parts += [f"data {self.group.data}", f"scale {self.group.scale}", f"split {'/'.join(splits)}"]
         return "; ".join(parts)
 
-    def _common_notes(self, with_paper: bool) -> list[str]:
+    def _cells_note(self, cells: Sequence[Estimate | Delta]) -> str:
+        """What the metric cells hold, read from the cells themselves: no ± or interval that no cell shows."""
+        estimates = [c for c in cells if isinstance(c, Estimate)]
+        if any(e.std is not None for e in estimates):
+            note = "cells: mean ± sample standard deviation over the row's seeds (n)"
+            note += "; a row of one seed shows its value alone" if any(e.n == 1 for e in estimates) else ""
+        else:
+            note = "cells: the value of each row's one run (n = 1 seed)" if all(e.n == 1 for e in estimates) \
+                else "cells: mean over the row's seeds (n)"
+        note += ", metrics in %"
+        if self.bootstrap is not None and any(e.low is not None for e in estimates):
+            note += f"; [low, high]: {self.bootstrap.describe()}"
+        if any(c.scenes_only and (not isinstance(c, Estimate) or c.low is not None) for c in cells):
+            note += "; § = one seed, the interval resamples the scenes only"
+        return note
+
+    def _common_notes(self, with_paper: bool, cells: Sequence[Estimate | Delta]) -> list[str]:
         notes = []
         fallback = [r.name for r in self.rows if r.runs and self.row_splits[r.name] != self.split]
         if fallback:
             notes.append(f"split: {self.split}, or val for rows whose runs have no {self.split} split "
                          f"({', '.join(fallback)})")
-        stats = "cells: mean ± sample standard deviation over the row's seeds (n), metrics in %"
         counts = [len(r.scenes(self.row_splits[row.name]) or []) for row in self.rows for r in row.runs]
-        if self.bootstrap is not None and max(counts, default=0) >= 2:
-            stats += f"; [low, high]: {self.bootstrap.describe()}"
-        notes.append(stats)
+        notes.append(self._cells_note(cells))
         if self.bootstrap is not None and counts and max(counts) == 0:
             notes.append("no intervals: the runs' results.json hold no per-scene confusion matrices (scenes)")
         elif self.bootstrap is not None and counts and max(counts) == 1:
@@ -211,7 +225,7 @@ class GroupTables:
         rows = []
         for row in self.rows:
             cells: list[Any] = [row.name, self._row_label(row)]
-            cells += [row.marks.get(m) if row.marks else None for m in marks]
+            cells += [mark_cell(row, m, self.spec) for m in marks]
             for column in columns:
                 cells.append(None if row.missing else self._estimate(row, column))
                 if any(f.name == f"{column.key}:paper" for f in fields):
@@ -224,7 +238,10 @@ class GroupTables:
             cells += [self.row_splits[row.name] if row.runs else "", row.selected_on]
             rows.append(cells)
 
-        notes = self._common_notes(with_paper=True)
+        metric_cells = [c for cells in rows for f, c in zip(fields, cells)
+                        if (f.kind == "estimate" and f.unit == "percent") or f.kind == "delta"]
+        notes = self._common_notes(with_paper=True, cells=[c for c in metric_cells if c is not None])
+        notes += switched_off_notes(self.rows, self.spec, self.group.scale) if marks else []
         if positive is None and any("@" in str(c) for c in self.spec.get("columns") or []):
             notes.append(f"no positive class: none of {self.spec.get('positive_class')} is a class of "
                          f"{self.group.data} ({', '.join(self.class_names)})")
@@ -276,7 +293,7 @@ class GroupTables:
                     cells.append(self.paper.value(row.name, c.key))
             cells += [len(row.runs), self.row_splits[row.name] if row.runs else "", row.selected_on]
             rows.append(cells)
-        notes = self._common_notes(with_paper=True)
+        notes = self._common_notes(with_paper=True, cells=[c for cells in rows for c in cells if isinstance(c, Estimate)])
         if excluded:
             notes.append(f"†: not in the mean ({', '.join(sorted(excluded))}, data.exclude_from_mean)")
         title = f"{self.spec.get('title') or 'Comparison'}: per-class {PER_CLASS_METRICS[metric]} (%)"

@@ -11,6 +11,7 @@ from typing import Any
 
 from rsseg.tables.bootstrap import Delta, Estimate
 from rsseg.tables.build import Table
+from rsseg.tables.marks import SWITCHED_OFF
 
 FORMATS = {"md": ".md", "csv": ".csv", "tex": ".tex"}
 
@@ -46,7 +47,7 @@ def format_delta(delta: Delta | None, star: str = " *") -> str:
 
 def format_cell(value: Any, kind: str, unit: str) -> str:
     if kind == "mark":
-        return "✓" if value else ""
+        return "(✓)" if value == SWITCHED_OFF else "✓" if value else ""
     if kind == "estimate":
         return format_estimate(value, unit)
     if kind == "paper":
@@ -107,7 +108,7 @@ def to_csv(table: Table) -> str:
                 row += ["", "", "", ""] if value is None else \
                     [number(value.diff), number(value.low), number(value.high), str(value.significant).lower()]
             elif f.kind == "mark":
-                row.append("" if value is None else str(bool(value)).lower())
+                row.append("" if value is None else "off" if value == SWITCHED_OFF else str(bool(value)).lower())
             elif f.kind == "paper":
                 row.append(number(value) if isinstance(value, (int, float)) else "")
             else:
