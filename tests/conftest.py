@@ -42,6 +42,19 @@ def cache_dir(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """Each test starts with the process's torch thread count: a prediction run in-process with ``num_threads``
+    sets it for the whole process, and float sums over another thread count differ in their last bits (a resumed
+    run compared with one trained in-process would then differ for a reason that is not rsseg's)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def train_config(tmp_path, cache_dir):
     """A factory of small training configs writing into ``tmp_path``."""
