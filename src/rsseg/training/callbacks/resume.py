@@ -31,10 +31,10 @@ LAST = "last.ckpt"
 def save_atomically(trainer: L.Trainer, path: Path) -> None:
     """``trainer.save_checkpoint`` into a temporary file beside ``path``, renamed over it once complete."""
     if not trainer.is_global_zero:
-        trainer.save_checkpoint(path)  # a collective under DDP: ranks above 0 take part, rank 0 writes
+        trainer.save_checkpoint(path, weights_only=False)  # a collective under DDP: ranks above 0 take part, rank 0 writes
         return
     with replaced_when_complete(path) as tmp:
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
 
