@@ -190,7 +190,7 @@ def test_an_ordinary_training_run_is_quiet_and_its_log_holds_each_epoch(tmp_path
     assert results["world_size"] == 1 and results["steps"] == 4
 
 
-def test_the_model_summary_is_printed_only_when_asked_for():
+def test_the_model_summary_is_printed_only_when_asked_for(tmp_path):
     from lightning.pytorch.callbacks import ModelSummary
 
     from rsseg.config import compose_config
@@ -198,7 +198,7 @@ def test_the_model_summary_is_printed_only_when_asked_for():
     from rsseg.training.train import _instantiate_group
 
     def summaries(*overrides: str) -> tuple[bool, list]:
-        cfg = compose_config("train", ["scale=smoke", *overrides])
+        cfg = compose_config("train", ["scale=smoke", f"paths.output_dir={tmp_path}", *overrides])
         made = _instantiate_group(cfg.callbacks)
         assert sum(isinstance(c, EpochLines) for c in made) == 1  # pytest's stdout is not a terminal
         return cfg.trainer.enable_model_summary, [type(c).__name__ for c in made if isinstance(c, ModelSummary)]

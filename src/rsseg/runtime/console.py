@@ -13,8 +13,8 @@
   accelerators exist (``GPU available: ...``) and its notice that a model summary callback is already configured.
   The job logging config ``conf/hydra/job_logging/rsseg.yaml`` installs it and turns rasterio's INFO log down:
   rasterio logs every GDAL error it then raises as an exception, and rsseg reports that exception itself, naming
-  the file. :func:`quiet_libraries` turns off the warnings of torch and Lightning that speak of their own
-  internals, not of the user's run.
+  the file. :func:`quiet_libraries` turns off Lightning's narration of what it does and the warnings of torch
+  and Lightning that speak of their own internals, not of the user's run.
 """
 
 from __future__ import annotations
@@ -115,7 +115,26 @@ LIBRARY_WARNINGS = (
 )
 
 
+# Lightning's narration of what it does (which accelerators exist, "Loading `train_dataloader` to estimate number
+# of stepping batches", "`Trainer.fit` stopped: `max_epochs=1` reached", "Restoring states from the checkpoint
+# path ...", each rank's "Initializing distributed"): rsseg reports the run itself. Its warnings still show.
+LIBRARY_NARRATION = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.distributed")
+
+
 def quiet_libraries() -> None:
-    """Ignore :data:`LIBRARY_WARNINGS` in this process (training and its DDP ranks call this first)."""
+    """Keep the libraries' own reports off the terminal in this process (training and its DDP ranks call this
+    first, after importing Lightning): :data:`LIBRARY_WARNINGS` are ignored, the loggers of
+    :data:`LIBRARY_NARRATION` show warnings only unless a level was set for them
+    (``hydra.verbose=lightning.pytorch.utilities.rank_zero`` shows everything), and Lightning's own console
+    handler is removed where the root logger has handlers (Hydra's job logging), which would print each of its
+    messages a second time on stderr."""
     for category, message in LIBRARY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
+    for name in LIBRARY_NARRATION:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+    if logging.getLogger().handlers:
+        lightning = logging.getLogger("lightning")
+        for handler in [h for h in lightning.handlers if type(h) is logging.StreamHandler]:
+            lightning.removeHandler(handler)
