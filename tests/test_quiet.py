@@ -76,14 +76,11 @@ def test_an_unreadable_input_is_one_line_without_gdal_noise(checkpoint, tmp_path
     assert "GDAL" not in run.stdout and "[INFO]" not in run.stdout
 
 
-def test_an_error_under_a_progress_bar_gets_a_line_of_its_own(checkpoint, tmp_path):
-    truncated_scene(tmp_path / "cut.tif")
-    labels = write_geotiff(tmp_path / "cut_label.tif", np.zeros((1, 1024, 1024), np.uint8))
+def on_a_terminal(args: list[str], cwd) -> tuple[int, bytes]:
+    """Run ``args`` with stdout and stderr on a 120-column pseudo-terminal; its exit status and what it wrote."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    process = subprocess.Popen(
-        [*rsseg_program(), "eval", f"ckpt={checkpoint}", "input=cut.tif", f"label={labels.name}", "tile_size=128",
-         "overlap=0"], cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    process = subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
     os.close(slave)
     raw = b""
     while True:
@@ -95,7 +92,15 @@ def test_an_error_under_a_progress_bar_gets_a_line_of_its_own(checkpoint, tmp_pa
             break
         raw += chunk
     os.close(master)
-    assert process.wait(timeout=300) == 2
+    return process.wait(timeout=300), raw
+
+
+def test_an_error_under_a_progress_bar_gets_a_line_of_its_own(checkpoint, tmp_path):
+    truncated_scene(tmp_path / "cut.tif")
+    labels = write_geotiff(tmp_path / "cut_label.tif", np.zeros((1, 1024, 1024), np.uint8))
+    status, raw = on_a_terminal([*rsseg_program(), "eval", f"ckpt={checkpoint}", "input=cut.tif",
+                                 f"label={labels.name}", "tile_size=128", "overlap=0"], tmp_path)
+    assert status == 2
     assert b"tile/s]" in raw or b"tile]" in raw  # a progress bar was drawn
     errors = [line for line in rendered_lines(raw) if "error:" in line]
     assert len(errors) == 1 and errors[0].startswith("error: cut.tif: reading rows "), rendered_lines(raw)[-5:]
@@ -206,3 +211,15 @@ def test_the_model_summary_is_printed_only_when_asked_for(tmp_path):
     assert summaries() == (False, [])
     assert summaries("trainer.enable_model_summary=true") == (True, [])  # Lightning adds its own
     assert summaries("callbacks=[default,model_summary]") == (False, ["RichModelSummary"])
+
+
+def test_rsseg_models_shows_progress_on_a_terminal_only(tmp_path):
+    models = ["deeplabv3plus_mobilenetv2", "fcn32s"]
+    status, raw = on_a_terminal([*rsseg_program(), "models", *models], tmp_path)
+    assert status == 0
+    assert re.search(rb"models: +50%\|.*\| 1/2 ", raw), raw[:500]
+    rows = [line.split()[:2] for line in rendered_lines(raw) if line.startswith(tuple(models))]
+    assert rows == [["deeplabv3plus_mobilenetv2", "5,814,294"], ["fcn32s", "134,432,582"]], rendered_lines(raw)
+    piped = run_rsseg(["rsseg", "models", *models], tmp_path, timeout=300)
+    assert piped.returncode == 0 and piped.stderr == "" and "\r" not in piped.stdout  # no bar without a terminal
+    assert [line.split()[:2] for line in piped.stdout.splitlines() if line.startswith(tuple(models))] == rows
