@@ -43,7 +43,8 @@ from rasterio.windows import Window
 
 from rsseg.data.raster import is_palette_indexed, open_raster
 from rsseg.errors import DataError
-from rsseg.runtime.console import note_once, progress as progress_of
+from rsseg.runtime.console import note_once
+from rsseg.runtime.console import progress as progress_of
 from rsseg.runtime.files import replaced_when_complete
 
 # Part of every entry's key: a change to how entries are written (block size, layout) gives new entries.
