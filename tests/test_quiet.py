@@ -136,6 +136,11 @@ def test_rasters_without_georeferencing_give_one_note(checkpoint, tmp_path):
     for index in range(2):
         with rasterio.open(tmp_path / "pred" / f"photo_{index}_classes.tif") as dst:
             assert dst.crs is None and dst.shape == (80, 90)
+    # predict.log holds what the terminal showed: a line per scene and the summary.
+    printed = run.stdout.splitlines()
+    assert [line.split(" -> ")[0] for line in printed[:2]] == ["photos/photo_0.png", "photos/photo_1.png"], printed
+    (log,) = tmp_path.glob("outputs/predict/*/*/predict.log")
+    assert all(line in log.read_text() for line in printed), (printed, log.read_text())
 
 
 def test_results_are_as_readable_as_the_rasters_beside_them(tmp_path):

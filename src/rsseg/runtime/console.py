@@ -135,6 +135,10 @@ def quiet_libraries() -> None:
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.WARNING)
     if logging.getLogger().handlers:
-        lightning = logging.getLogger("lightning")
-        for handler in [h for h in lightning.handlers if type(h) is logging.StreamHandler]:
-            lightning.removeHandler(handler)
+        # "lightning" always gets a handler of its own; "lightning.pytorch" gets one (and stops propagating) when
+        # it is imported before logging was configured.
+        for name in ("lightning", "lightning.pytorch"):
+            logger = logging.getLogger(name)
+            for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+                logger.removeHandler(handler)
+            logger.propagate = True
