@@ -9,7 +9,6 @@ the run's ``train.log``, so the log holds each epoch whichever the terminal show
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 
@@ -25,11 +24,6 @@ def progress_bar(refresh_rate: int = 1, leave: bool = False) -> ProgressBar:
     if is_terminal(sys.stdout):
         return RichBar(refresh_rate=refresh_rate, leave=leave)
     return EpochLines()
-
-
-def _value(value) -> str:
-    number = float(value)
-    return f"{number:.4f}" if math.isfinite(number) else str(number)
 
 
 class EpochReport:
@@ -63,7 +57,7 @@ class EpochReport:
         shown = []
         for name, value in trainer.progress_bar_metrics.items():
             if name.startswith(prefix) and not name.endswith("_step"):
-                shown.append(f"{name.removesuffix('_epoch')} {_value(value)}")
+                shown.append(f"{name.removesuffix('_epoch')} {float(value):.4f}")
         return ", ".join(shown)
 
     def train_line(self, trainer: L.Trainer) -> str:
