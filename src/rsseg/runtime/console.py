@@ -107,11 +107,14 @@ def is_terminal(stream) -> bool:
 
 # Warnings about the libraries' own internals or a choice the config made, not about the user's run: torch
 # deprecating a class Lightning still uses, Lightning noting that an epoch has fewer steps than its step-logging
-# interval (rsseg logs epoch means), and that a GPU is there but unused (scale=smoke and scale=cpu, trainer=cpu).
+# interval (rsseg logs epoch means), that a GPU is there but unused (scale=smoke and scale=cpu, trainer=cpu), and,
+# under DDP, that the training loss is not synchronised (it is rank 0's running loss, a progress signal; every
+# reported metric comes from the confusion matrices summed across ranks).
 LIBRARY_WARNINGS = (
     (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
     (UserWarning, r"The number of training batches \(\d+\) is smaller than the logging interval"),
     (UserWarning, r"(GPU|TPU|HPU) available but not used"),
+    (UserWarning, r"It is recommended to use `self\.log\('train/loss', \.\.\., sync_dist=True\)`"),
 )
 
 

@@ -85,9 +85,7 @@ class SegmentationTask(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, logits = self._loss(self.model(input_layout(batch["image"], self.channels_last)), batch["mask"])
-        # sync_dist: under DDP the epoch's loss is the mean over every rank's batches, not rank 0's alone.
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits),
-                 sync_dist=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
         self.metrics["train_metrics"].update(logits.detach(), batch["mask"])
         return loss
 
