@@ -101,3 +101,13 @@ def test_the_cpu_scale_lets_xception_batch_norm_statistics_settle_within_its_run
     assert cpu.model.encoder.momentum == 0.1 and (1 - cpu.model.encoder.momentum) ** steps < 1e-8
     encoder = instantiate(cpu.model.encoder)
     assert {m.momentum for m in encoder.modules() if m.__class__.__name__ == "BatchNorm2d"} == {0.1}
+
+
+@pytest.mark.parametrize("scale", ["full", "cpu", "smoke"])
+def test_a_scale_leaves_the_process_count_to_the_trainer(scale):
+    def trainer(name: str):
+        return compose_config("train", [f"trainer={name}", f"scale={scale}"]).trainer
+
+    assert (trainer("ddp_sim").devices, trainer("ddp_sim").strategy) == (2, "ddp")
+    assert trainer("ddp").devices == 4 and trainer("default").devices == 1
+    assert trainer("default").accelerator == ("auto" if scale == "full" else "cpu")

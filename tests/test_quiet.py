@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import logging
 import os
 import pty
 import re
 import struct
 import subprocess
+import sys
 import termios
 
 import numpy as np
@@ -20,6 +22,7 @@ from PIL import Image
 
 from rsseg.runtime.console import LightningNoise, print_error
 from rsseg.runtime.results import write_results
+from tests.conftest import REPO
 from tests.readme import rsseg_program, run_rsseg
 from tests.test_inference import smooth_image, write_geotiff
 from tests.test_predict_cli import conv_model_config, data_config, write_checkpoint
@@ -73,14 +76,11 @@ def test_an_unreadable_input_is_one_line_without_gdal_noise(checkpoint, tmp_path
     assert "GDAL" not in run.stdout and "[INFO]" not in run.stdout
 
 
-def test_an_error_under_a_progress_bar_gets_a_line_of_its_own(checkpoint, tmp_path):
-    truncated_scene(tmp_path / "cut.tif")
-    labels = write_geotiff(tmp_path / "cut_label.tif", np.zeros((1, 1024, 1024), np.uint8))
+def on_a_terminal(args: list[str], cwd) -> tuple[int, bytes]:
+    """Run ``args`` with stdout and stderr on a 120-column pseudo-terminal; its exit status and what it wrote."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    process = subprocess.Popen(
-        [*rsseg_program(), "eval", f"ckpt={checkpoint}", "input=cut.tif", f"label={labels.name}", "tile_size=128",
-         "overlap=0"], cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    process = subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
     os.close(slave)
     raw = b""
     while True:
@@ -92,7 +92,15 @@ def test_an_error_under_a_progress_bar_gets_a_line_of_its_own(checkpoint, tmp_pa
             break
         raw += chunk
     os.close(master)
-    assert process.wait(timeout=300) == 2
+    return process.wait(timeout=300), raw
+
+
+def test_an_error_under_a_progress_bar_gets_a_line_of_its_own(checkpoint, tmp_path):
+    truncated_scene(tmp_path / "cut.tif")
+    labels = write_geotiff(tmp_path / "cut_label.tif", np.zeros((1, 1024, 1024), np.uint8))
+    status, raw = on_a_terminal([*rsseg_program(), "eval", f"ckpt={checkpoint}", "input=cut.tif",
+                                 f"label={labels.name}", "tile_size=128", "overlap=0"], tmp_path)
+    assert status == 2
     assert b"tile/s]" in raw or b"tile]" in raw  # a progress bar was drawn
     errors = [line for line in rendered_lines(raw) if "error:" in line]
     assert len(errors) == 1 and errors[0].startswith("error: cut.tif: reading rows "), rendered_lines(raw)[-5:]
@@ -128,6 +136,11 @@ def test_rasters_without_georeferencing_give_one_note(checkpoint, tmp_path):
     for index in range(2):
         with rasterio.open(tmp_path / "pred" / f"photo_{index}_classes.tif") as dst:
             assert dst.crs is None and dst.shape == (80, 90)
+    # predict.log holds what the terminal showed: a line per scene and the summary.
+    printed = run.stdout.splitlines()
+    assert [line.split(" -> ")[0] for line in printed[:2]] == ["photos/photo_0.png", "photos/photo_1.png"], printed
+    (log,) = tmp_path.glob("outputs/predict/*/*/predict.log")
+    assert all(line in log.read_text() for line in printed), (printed, log.read_text())
 
 
 def test_results_are_as_readable_as_the_rasters_beside_them(tmp_path):
@@ -151,4 +164,67 @@ def test_lightning_advertising_is_dropped():
 
     assert not noise.filter(record("💡 Tip: For seamless cloud logging, try installing [litlogger](...)"))
     assert not noise.filter(record("Trainer already configured with model summary callbacks: [...]"))
-    assert noise.filter(record("GPU available: False, used: False"))
+    assert not noise.filter(record("GPU available: False, used: False"))
+    assert not noise.filter(record("TPU available: False, using: 0 TPU cores"))
+    assert noise.filter(record("Restoring states from the checkpoint path at checkpoints/last.ckpt"))
+
+
+# What Lightning and torch print on their own behalf: none of it may reach an ordinary run's terminal.
+LIBRARY_NOISE = re.compile(r"GPU available|TPU available|HPU available|Seed set|deprecated|weights_only|"
+                           r"Total FLOPs|smaller than the logging interval|LeafSpec")
+
+
+def test_an_ordinary_training_run_is_quiet_and_its_log_holds_each_epoch(tmp_path, cache_dir):
+    for script in ("train.py", "eval.py", "predict.py"):
+        (tmp_path / script).symlink_to(REPO / script)
+    env = {**os.environ, "RSSEG_CACHE": str(cache_dir), "WANDB_SILENT": "true"}
+    run = subprocess.run([sys.executable, "train.py", "scale=smoke", "trainer.max_epochs=2"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    shown = run.stdout + run.stderr
+    assert not LIBRARY_NOISE.findall(shown), shown
+    assert "Params" not in shown and "┃" not in shown  # no model summary table unless asked for
+    # Not a terminal: one plain line per epoch and per validation, no bar redrawn with carriage returns.
+    assert "\r" not in shown and "\x1b[" not in shown
+    epochs = [line for line in run.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2 validated", "epoch 1/2 trained",
+                                                       "epoch 2/2 validated", "epoch 2/2 trained"], run.stdout
+    assert re.fullmatch(r"epoch 2/2 trained: step 4, train/loss \d+\.\d{4} \(\d+\.\d s\)", epochs[3]), epochs
+    assert re.fullmatch(r"epoch 2/2 validated: val/loss \d+\.\d{4}, val/miou 0\.\d{4} \(\d+\.\d s\)", epochs[2])
+    # train.log holds what the terminal showed: the epoch lines, the metric tables and the results line.
+    (log,) = (tmp_path / "outputs" / "train").glob("*/*/train.log")
+    logged = log.read_text()
+    for line in [*epochs, "val metrics (deeplabv3plus_mobilenetv2 on synthetic)", f"results: {log.parent}"]:
+        assert line in logged, (line, logged)
+    results = json.loads((log.parent / "results.json").read_text())
+    assert results["world_size"] == 1 and results["steps"] == 4
+
+
+def test_the_model_summary_is_printed_only_when_asked_for(tmp_path):
+    from lightning.pytorch.callbacks import ModelSummary
+
+    from rsseg.config import compose_config
+    from rsseg.training.callbacks.progress import EpochLines
+    from rsseg.training.train import _instantiate_group
+
+    def summaries(*overrides: str) -> tuple[bool, list]:
+        cfg = compose_config("train", ["scale=smoke", f"paths.output_dir={tmp_path}", *overrides])
+        made = _instantiate_group(cfg.callbacks)
+        assert sum(isinstance(c, EpochLines) for c in made) == 1  # pytest's stdout is not a terminal
+        return cfg.trainer.enable_model_summary, [type(c).__name__ for c in made if isinstance(c, ModelSummary)]
+
+    assert summaries() == (False, [])
+    assert summaries("trainer.enable_model_summary=true") == (True, [])  # Lightning adds its own
+    assert summaries("callbacks=[default,model_summary]") == (False, ["RichModelSummary"])
+
+
+def test_rsseg_models_shows_progress_on_a_terminal_only(tmp_path):
+    models = ["deeplabv3plus_mobilenetv2", "fcn32s"]
+    status, raw = on_a_terminal([*rsseg_program(), "models", *models], tmp_path)
+    assert status == 0
+    assert re.search(rb"models: +50%\|.*\| 1/2 ", raw), raw[:500]
+    rows = [line.split()[:2] for line in rendered_lines(raw) if line.startswith(tuple(models))]
+    assert rows == [["deeplabv3plus_mobilenetv2", "5,814,294"], ["fcn32s", "134,432,582"]], rendered_lines(raw)
+    piped = run_rsseg(["rsseg", "models", *models], tmp_path, timeout=300)
+    assert piped.returncode == 0 and piped.stderr == "" and "\r" not in piped.stdout  # no bar without a terminal
+    assert [line.split()[:2] for line in piped.stdout.splitlines() if line.startswith(tuple(models))] == rows

@@ -8,6 +8,7 @@ there and not in the checkout.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -126,6 +127,11 @@ def check_output(command: str, stdout: str, folder: Path) -> None:
         for line in ("PSPNet                  68,062,156    259.64     259.64",
                      "MST-DeepLabv3+           6,019,094     22.96      22.96"):
             assert line in stdout
+    elif "trainer=ddp_sim" in command:
+        # Two processes at every scale: the world size the run trained with, as results.json records it.
+        runs = [json.loads(p.read_text()) for p in folder.glob("outputs/train/*/*/results.json")]
+        (run,) = [r for r in runs if "trainer=ddp_sim" in r["overrides"]]
+        assert run["world_size"] == 2 and run["config"]["trainer"]["devices"] == 2, run["world_size"]
     elif command.startswith("python train.py -m experiment="):
         experiment = command.split("experiment=")[1].split()[0]
         assert f"{len(tables[experiment])} jobs, {len(tables[experiment])} done" in stdout

@@ -44,6 +44,7 @@ from rasterio.windows import Window
 from rsseg.data.raster import is_palette_indexed, open_raster
 from rsseg.errors import DataError
 from rsseg.runtime.console import note_once
+from rsseg.runtime.console import progress as progress_of
 from rsseg.runtime.files import replaced_when_complete
 
 # Part of every entry's key: a change to how entries are written (block size, layout) gives new entries.
@@ -124,11 +125,9 @@ class ReadCache:
     def ensure_all(self, sources: Iterable, progress: bool = False) -> dict[Path, Path | None]:
         """:meth:`ensure` for every distinct source (None entries skipped): source -> entry, or None if read
         directly. ``progress`` draws a bar (``rsseg prepare``)."""
-        from tqdm import tqdm
-
         unique = list(dict.fromkeys(Path(s) for s in sources if s is not None))
-        with tqdm(unique, unit="raster", desc="read cache", disable=not progress, leave=False) as bar:
-            return {source: self.ensure(source) for source in bar}
+        items = progress_of(unique, "read cache", "raster") if progress else unique
+        return {source: self.ensure(source) for source in items}
 
     def _build_once(self, source: Path, handle: rasterio.DatasetReader, entry: Path) -> Path:
         try:

@@ -49,7 +49,7 @@ from rsseg.data.raster import (
 )
 from rsseg.data.stats import RunningStats
 from rsseg.errors import DataError, RssegError
-from rsseg.runtime.console import warn
+from rsseg.runtime.console import progress, say, warn
 from rsseg.runtime.files import folder_replaced_when_complete, replaced_when_complete
 from rsseg.runtime.preflight import check_writable, empty_split_reason
 from rsseg.runtime.results import write_results, write_together
@@ -212,7 +212,7 @@ def write_tiles(
     manifest: dict[str, list[dict]] = {name: [] for name in SPLITS}
     done: dict[tuple, list[dict]] = {}
     for name in parts:
-        for scene in splits.get(name, []):
+        for scene in progress(splits.get(name, []), f"{name} tiles", "scene"):
             key = _key(scene)
             if key in done:  # val and test may share scenes: write once, list in both
                 manifest[name].extend(done[key])
@@ -281,14 +281,11 @@ def run_prepare(cfg: DictConfig) -> dict:
     stats = RunningStats(len(data.bands) if data.get("bands") else int(data.in_channels))
     stats_split = cfg.get("stats_split", "train")
     if cfg.get("check_pixels", True):
-        total = sum(len(v) for v in scenes.values())
-        done = 0
-        for name in SPLITS:
-            for scene in scenes[name]:
-                scan.scan(scene, stats if name == stats_split else None)
-                done += 1
-                if done % 50 == 0:
-                    log.info("prepare: %d / %d scenes read (%.0f s)", done, total, time.perf_counter() - started)
+        order = [(name, scene) for name in SPLITS for scene in scenes[name]]
+        for done, (name, scene) in enumerate(progress(order, "reading scenes", "scene"), start=1):
+            scan.scan(scene, stats if name == stats_split else None)
+            if done % 50 == 0:
+                log.info("prepare: %d / %d scenes read (%.0f s)", done, len(order), time.perf_counter() - started)
     problems.extend(scan.problems.values())
     for path, count in scan.nonfinite.items():
         warn(f"{path}: {count:,} pixels are NaN or infinite; treated as nodata (left out of the statistics and of "
@@ -364,7 +361,7 @@ def _print_report(report: dict, out: Path, path: Path) -> None:
     else:  # no band statistics to train with: say so instead of suggesting a file training would refuse
         lines.append(f"wrote {path} and {out / 'splits.json'} without band statistics (check_pixels=false); "
                      f"run without check_pixels=false for a stats.json that data.stats_file= takes")
-    print("\n".join(lines))
+    say("\n".join(lines))
 
 
 def main(cfg: DictConfig) -> dict | None:

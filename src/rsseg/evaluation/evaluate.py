@@ -33,7 +33,7 @@ from rsseg.evaluation.confusion import ConfusionSink, LabelReader
 from rsseg.evaluation.saved import class_names_from_prediction, evaluate_predictions, scene_result
 from rsseg.evaluation.scenes import build_decoder, resolve_data_config, scenes_for_model
 from rsseg.inference.model import TrainedModel, open_model
-from rsseg.runtime.console import warn
+from rsseg.runtime.console import is_terminal, say, warn
 
 
 def _exclude(cfg: DictConfig, data: DictConfig | None, class_names: list[str]) -> list:
@@ -114,7 +114,8 @@ def evaluate_model(cfg: DictConfig, stored_cfg_holder: dict, loaded: TrainedMode
             r0, c0, r1, c1 = scene_bounds(scene, handle.height, handle.width)
         regions.append((r0, c0, r1 - r0, c1 - c0))
     total_tiles = sum(count_tiles(h, w, tile_size, overlap_px) for _, _, h, w in regions)
-    bar = tqdm(total=total_tiles, unit="tile", desc=f"eval {split}", disable=not cfg.get("progress", True),
+    bar = tqdm(total=total_tiles, unit="tile", desc=f"eval {split}", disable=not cfg.get("progress", True)
+               or not is_terminal(sys.stderr),
                file=sys.stderr, dynamic_ncols=True, leave=False)
     with rasterio.Env(GDAL_CACHEMAX=int(cfg.get("gdal_cache_mb") or 64) * 2**20), bar:  # closed on errors too
         for scene, region in zip(scenes, regions):
@@ -217,10 +218,10 @@ def run_eval(cfg: DictConfig, loaded: TrainedModel | None = None) -> dict:
     path = write_results(run_dir(cfg, "out_dir") / "results.json", payload)
     extent = f"{len(scenes)} scene{'s' * (len(scenes) != 1)}, {int(confusion.sum()):,} pixels"
     title = f"{split} metrics ({extent})"
-    print(format_table(metrics, title=title))
+    say(format_table(metrics, title=title))
     if info.get("tiles"):
-        print(f"{info['tiles']} tiles in {info['predict_seconds']} s ({info['tiles_per_s']} tiles/s) on {info['device']}")
-    print(f"results: {path}")
+        say(f"{info['tiles']} tiles in {info['predict_seconds']} s ({info['tiles_per_s']} tiles/s) on {info['device']}")
+    say(f"results: {path}")
     if cfg.get("plots", True):
         from rsseg.evaluation.plots import write_eval_plots
 

@@ -38,6 +38,7 @@ from rsseg.inference.exported import (
     open_exported,
 )
 from rsseg.inference.model import TrainedModel
+from rsseg.runtime.console import say
 from rsseg.runtime.extras import require
 
 
@@ -134,5 +135,5 @@ def run_export(cfg: DictConfig) -> dict:
             f"{len(report['class_names'])} classes, {report['bytes'] / 2**20:.1f} MiB")
     if report["max_logit_difference"] is not None:
         line += f"; largest logit difference from the checkpoint on a random tile: {report['max_logit_difference']:.2g}"
-    print(line)
+    say(line)
     return report

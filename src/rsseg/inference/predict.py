@@ -19,7 +19,7 @@ from rsseg.config.runs import run_dir
 from rsseg.errors import ConfigError, DataError
 from rsseg.inference.catalogue import RASTER_SUFFIXES, list_inputs, output_names, plan_outputs  # noqa: F401 - their old home
 from rsseg.inference.model import TrainedModel, open_model
-from rsseg.runtime.console import warn
+from rsseg.runtime.console import is_terminal, say, warn
 
 OUTPUT_KINDS = ("classes", "confidence", "probabilities", "preview")
 
@@ -131,8 +131,8 @@ def predict_scene(handle, predictor, plan: dict[str, Path], spec: TrainedModel, 
 
     paths = OutputPaths(plan["classes"], plan.get("confidence"), plan.get("probabilities"), plan.get("preview"))
     total = count_tiles(handle.height, handle.width, tile_size, resolve_overlap(overlap, tile_size))
-    bar = tqdm(total=total, unit="tile", desc=Path(handle.name).name, disable=not progress, file=sys.stderr,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(total=total, unit="tile", desc=Path(handle.name).name, file=sys.stderr, dynamic_ncols=True,
+               leave=False, disable=not progress or not is_terminal(sys.stderr))
     sink = None  # created inside the try: an interrupt at any point removes whatever was created
     try:
         sink = GeoTiffSink(paths, handle, spec.class_names, spec.palette, cog=cog, preview_size=preview_size,
@@ -206,7 +206,7 @@ def run_predict(cfg: DictConfig, loaded: TrainedModel | None = None) -> dict:
             if stats.extra.get("nonfinite_pixels"):
                 warn(f"{path}: {stats.extra['nonfinite_pixels']:,} pixels are NaN or infinite; treated as nodata "
                      f"(255 in the outputs)")
-            print(f"{path} -> {plan['classes']}: {stats.height}x{stats.width} px, {stats.tiles} tiles in "
+            say(f"{path} -> {plan['classes']}: {stats.height}x{stats.width} px, {stats.tiles} tiles in "
                   f"{stats.seconds:.1f} s ({stats.tiles_per_second:.1f} tiles/s)")
             scenes.append({"input": str(path), "outputs": {k: str(v) for k, v in plan.items()},
                            "tiles": stats.tiles, "seconds": stats.seconds, "height": stats.height,
@@ -221,7 +221,7 @@ def run_predict(cfg: DictConfig, loaded: TrainedModel | None = None) -> dict:
             f"{seconds:.1f} s in all; peak RSS {memory['rss_peak_mib']:.0f} MiB")
     if "cuda_peak_mib" in memory:
         line += f", peak CUDA {memory['cuda_peak_mib']:.0f} MiB"
-    print(line)
+    say(line)
     return {"scenes": scenes, "tiles": tiles, "seconds": seconds, "predict_seconds": predicting,
             "device": str(device), **memory}
 

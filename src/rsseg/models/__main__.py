@@ -17,6 +17,7 @@ import torch
 from rsseg.config import config_groups, user_config_dirs
 from rsseg.models.hub import NAMED_MODELS, build_model
 from rsseg.models.profile import count_gflops, model_size
+from rsseg.runtime.console import progress
 
 
 def user_models(config_dirs=()) -> list[str]:
@@ -29,7 +30,7 @@ def user_models(config_dirs=()) -> list[str]:
 def profile_named_models(size: int = 512, num_classes: int = 6, names=NAMED_MODELS, config_dirs=()) -> list[dict]:
     """``[{"name", "params", "mib", "gflops"}]`` for the named models, built on the meta device."""
     rows = []
-    for name in names:
+    for name in progress(names, "models", "model"):
         with torch.device("meta"):
             model = build_model(name, num_classes=num_classes, in_channels=3, pretrained=None,
                                 config_dirs=config_dirs)

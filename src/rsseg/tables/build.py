@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsseg.errors import ConfigError
+from rsseg.runtime.console import progress
 from rsseg.tables.bootstrap import Delta, Estimate, SeedSceneBootstrap, summarise
 from rsseg.tables.columns import (
     CLASS_MEAN,
@@ -362,7 +363,7 @@ def provenance_lines(group: RunGroup, argv: Sequence[str]) -> list[str]:
 def build_tables(paths: Sequence[str], options: TableOptions, argv: Sequence[str]) -> list[GroupTables]:
     """Read every run under ``paths`` and build each group's tables in memory (nothing is written)."""
     result_files, error_files = find_records(paths)
-    runs = [RunRecord.read(p) for p in result_files]
+    runs = [RunRecord.read(p) for p in progress(result_files, "reading runs", "run")]
     failures = [FailedJob.read(p) for p in error_files]
     groups = sorted(group_runs(runs, failures), key=lambda g: g.slug)
     return [GroupTables(group, options, provenance_lines(group, argv)) for group in groups]

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rsseg.errors import ConfigError, RssegError
+from rsseg.runtime.console import progress
 from rsseg.runtime.files import replaced_when_complete
 from rsseg.tables.bootstrap import SeedSceneBootstrap
 from rsseg.tables.build import GroupTables, TableOptions, build_tables
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out).expanduser() if args.out else default_out(args.paths[0])
         options = TableOptions(args.split, args.bootstrap, args.seed, args.interval)
         built = build_tables(args.paths, options, numbers_arguments(argv))
-        rendered = [(builder, builder.tables()) for builder in built]
+        rendered = [(builder, builder.tables()) for builder in progress(built, "building tables", "group")]
         files = {out / f"{table.slug}{FORMATS[fmt]}": RENDERERS[fmt](table)
                  for _, tables in rendered for table in tables for fmt in args.formats}
         for path, text in files.items():

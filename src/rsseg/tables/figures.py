@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rsseg.runtime.console import progress
 from rsseg.runtime.files import replaced_when_complete
 from rsseg.runtime.plots import (
     confusion_figure,
@@ -261,8 +262,9 @@ class GroupFigures:
 def write_group_figures(tables: GroupTables, folder: Path, tiles: int = 4) -> tuple[list[Path], list[str]]:
     """Every figure of one group; returns the files written and notes on what was skipped."""
     figures = GroupFigures(tables, folder)
-    figures.attempt("confusion matrices", figures.confusion_matrices)
-    figures.attempt("per-class IoU bars", figures.iou_bars)
-    figures.attempt("prediction grid", lambda: figures.prediction_grid(tiles))
-    figures.attempt("validation curves", figures.validation_curves)
+    steps = [("confusion matrices", figures.confusion_matrices), ("per-class IoU bars", figures.iou_bars),
+             ("prediction grid", lambda: figures.prediction_grid(tiles)),
+             ("validation curves", figures.validation_curves)]
+    for name, draw in progress(steps, f"figures of {tables.group.slug}", "figure"):
+        figures.attempt(name, draw)
     return figures.written, figures.notes

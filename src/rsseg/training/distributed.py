@@ -56,14 +56,14 @@ def job_scope() -> Iterator[None]:
 
 def trainer_arguments(trainer_cfg) -> dict:
     """Overrides of the Trainer config for this job: ``devices: job`` (trainer=gpu_per_job) becomes one GPU,
-    the job number modulo the GPU count, so that parallel local sweep jobs spread over the GPUs; the CPU when
-    there is none."""
+    the job number modulo the GPU count, so that parallel local sweep jobs spread over the GPUs; one CPU process
+    when there is none or the CPU was asked for (``scale=smoke`` and ``scale=cpu`` train on the CPU)."""
     if str(trainer_cfg.get("devices")) != "job":
         return {}
     import torch
 
     count = torch.cuda.device_count()
-    if count == 0:
+    if count == 0 or str(trainer_cfg.get("accelerator")) == "cpu":
         return {"accelerator": "cpu", "devices": 1}
     from hydra.core.hydra_config import HydraConfig
 

@@ -39,7 +39,7 @@ VOLATILE = (
     # The memory layout and compilation change the order of float32 sums, not what is computed (tests/test_speed.py).
     "channels_last", "compile",
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "callbacks.rich_progress_bar",
-    "callbacks.model_summary", "callbacks.model_checkpoint.filename", "plots",
+    "callbacks.model_summary", "callbacks.model_checkpoint.filename", "plots", "trainer.log_every_n_steps",
 )
 # Keys newer than some stored configs, with the values under which a run computes what a run stored without them
 # computed: the split keys the synthetic scenes and the protocols gained when validation stopped being the test

@@ -19,6 +19,7 @@ from rsseg.metrics import format_table
 from rsseg.models.hub import build_model, instantiate_model
 from rsseg.models.profile import count_gflops, model_size
 from rsseg.runtime.cmdline import typed_command
+from rsseg.runtime.console import progress, quiet_libraries, say
 from rsseg.runtime.preflight import check_accelerator, check_training_data, check_training_outputs
 from rsseg.runtime.results import write_results
 from rsseg.training import distributed, loggers, speed, sweep
@@ -83,7 +84,7 @@ def measure_sizes(cfg: DictConfig) -> dict:
     labels = dict(table.get("labels") or {})
     paper = dict(OmegaConf.select(table, "paper.any.rows", default=None) or {}) if table else {}
     rows = []
-    for row, name in models.items():
+    for row, name in progress(models.items(), "model sizes", "model", total=len(models)):
         if name is None:
             model = instantiate_model(cfg.model, offline=True)
         else:
@@ -99,7 +100,7 @@ def measure_sizes(cfg: DictConfig) -> dict:
         reported = paper.get(row["row"], {}).get("mib")
         lines.append(f"{row['label']:<20}{row['params']:>14,}{row['mib']:>10.2f}"
                      f"{'' if reported is None else f'{reported:.2f}':>11}{row['gflops']:>10.2f}")
-    print("\n".join(lines))
+    say("\n".join(lines))
     results = {
         "task": "train",
         "status": "done",
@@ -111,7 +112,7 @@ def measure_sizes(cfg: DictConfig) -> dict:
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     path = write_results(run_dir(cfg) / "results.json", results)
-    print(f"results: {path}")
+    say(f"results: {path}")
     return results
 
 
@@ -164,7 +165,8 @@ def train(cfg: DictConfig) -> dict:
 
 def _fit_and_evaluate(cfg: DictConfig) -> dict:
     started = time.perf_counter()
-    L.seed_everything(cfg.seed, workers=True)
+    quiet_libraries()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     resume = prepare_resume(cfg)  # may move paths.output_dir to the run being continued
     check_accelerator(cfg)
     out = run_dir(cfg)
@@ -232,6 +234,7 @@ def _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started
         "train_images": throughput.images,
         "train_images_per_s": round(throughput.images_per_second, 2),
         "epochs": trainer.current_epoch,
+        "world_size": trainer.world_size,
         "steps": trainer.global_step,
         "metrics": {stage: task.stage_results[stage] for stage in ("val", "test") if stage in task.stage_results},
         "scenes": {stage: task.stage_scenes[stage] for stage in ("val", "test") if stage in task.stage_scenes},
@@ -242,8 +245,8 @@ def _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started
         loggers.log_per_class_tables(job_loggers, results["metrics"])
         path = write_results(out / "results.json", results)
         for stage, metrics in results["metrics"].items():
-            print(format_table(metrics, title=f"{stage} metrics ({results['model']} on {results['data']})"))
-        print(
+            say(format_table(metrics, title=f"{stage} metrics ({results['model']} on {results['data']})"))
+        say(
             f"params {params:,} ({mib:.2f} MiB), {results['train_images_per_s']} train images/s, "
             f"{results['wall_time_s']} s; results: {path}"
         )
