@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(VENV)/bin/python train.py $(ARGS)
 
+# Two pytest-xdist workers, one core each; a module's tests (and the bad-input corpus) stay on one worker.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -m "not slow" $(ARGS)
+	$(VENV)/bin/python -m pytest -m "not slow" -n 2 --dist loadgroup $(ARGS)
 
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(VENV)/bin/python $$script || exit 1; done

@@ -10,6 +10,15 @@ import pytest
 from rsseg.config import compose_config  # noqa: F401 - re-exported for the tests
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Under pytest-xdist (`make test` runs two workers) each worker gets one of the two cores: torch's intra-op threads
+# of two workers would otherwise wait on each other at the end of every operation, and a test's subprocesses
+# inherit the setting.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 SHARED = REPO.parent / "shared"
 
 # Small scenes so the whole pipeline runs in seconds on two cores.
@@ -23,6 +32,18 @@ SMALL_DATA = [
     "data.batch_size=4",
     "data.num_workers=0",
 ]
+
+
+def pytest_itemcollected(item):
+    """Groups for ``--dist loadgroup``, given as each test is collected (before xdist turns them into test ids): a
+    module's tests run on one worker (its module-scoped fixtures are built once), and the bad-input corpus runs
+    whole on one worker (its session fixture runs every case two at a time, and tests/bad_inputs/test_world.py
+    checks the inputs after all of them)."""
+    if item.get_closest_marker("xdist_group") is None:
+        path = Path(str(item.fspath))
+        corpus = REPO / "tests" / "bad_inputs"
+        group = "bad_inputs" if corpus in path.parents else path.relative_to(REPO).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

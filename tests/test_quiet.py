@@ -190,7 +190,7 @@ def test_an_ordinary_training_run_is_quiet_and_its_log_holds_each_epoch(tmp_path
     assert [line.split(":")[0] for line in epochs] == ["epoch 1/2 validated", "epoch 1/2 trained",
                                                        "epoch 2/2 validated", "epoch 2/2 trained"], run.stdout
     assert re.fullmatch(r"epoch 2/2 trained: step 4, train/loss \d+\.\d{4} \(\d+\.\d s\)", epochs[3]), epochs
-    assert re.fullmatch(r"epoch 2/2 validated: val/loss \d+\.\d{4}, val/miou 0\.\d{4} \(\d+\.\d s\)", epochs[2])
+    assert re.fullmatch(r"epoch 2/2 validated: val/loss \d+\.\d{4}, val/mIoU% \d+\.\d{2} \(\d+\.\d s\)", epochs[2])
     # train.log holds what the terminal showed: the epoch lines, the metric tables and the results line.
     (log,) = (tmp_path / "outputs" / "train").glob("*/*/train.log")
     logged = log.read_text()

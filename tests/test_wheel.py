@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,8 +86,14 @@ def test_the_wheel_installs_and_runs_from_an_empty_folder(tmp_path):
     assert installed["conf"] == sorted(p.relative_to(source_conf).as_posix() for p in source_conf.rglob("*"))
 
     assert "model: " in rsseg("train", "--help").stdout
-    rsseg("train", "scale=smoke", "logger=none", *SMALL_DATA)
+    trained = rsseg("train", "scale=smoke", "logger=none", *SMALL_DATA)
+    noise = re.compile(r"GPU available|TPU available|Seed set|deprecated|weights_only|Total FLOPs")
+    assert not noise.findall(trained.stdout + trained.stderr)  # a quiet terminal
     (results_file,) = work.glob("outputs/train/*/*/results.json")
+    run_folder = results_file.parent
+    assert (run_folder / "checkpoints" / "best.ckpt").is_file() and (run_folder / "checkpoints" / "last.ckpt").is_file()
+    assert {p.name for p in (run_folder / "plots").glob("*.png")} == {"curves.png", "confusion_val.png",
+                                                                       "samples_val.png"}
     results = json.loads(results_file.read_text())
     assert results["steps"] == 2 and results["metrics"]["val"]["miou"] is not None  # 4 windows, batch 2
     checkpoint = Path(results["checkpoint"])

@@ -57,7 +57,8 @@ class EpochReport:
         shown = []
         for name, value in trainer.progress_bar_metrics.items():
             if name.startswith(prefix) and not name.endswith("_step"):
-                shown.append(f"{name.removesuffix('_epoch')} {float(value):.4f}")
+                digits = 2 if name.endswith("%") else 4  # percent as the tables print it, losses to 4 places
+                shown.append(f"{name.removesuffix('_epoch')} {float(value):.{digits}f}")
         return ", ".join(shown)
 
     def train_line(self, trainer: L.Trainer) -> str:
