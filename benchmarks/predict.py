@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -271,6 +272,7 @@ def region_rate(args, scenes: Path, ckpt: Path, out: Path, shards: int, threads:
     """``predict.py -m`` over the region in ``shards`` jobs of ``threads`` threads each; tiles/s and km²/h from
     the shards' summaries (the first shard's start to the last one's end, taken as all starting together)."""
     sweep = out.with_name(out.name + "_sweep")
+    shutil.rmtree(sweep, ignore_errors=True)  # job folders are named by their overrides: no earlier run's summaries
     command = [sys.executable, str(REPO / "predict.py"), "-m", f"ckpt={ckpt}", f"input={scenes}",
                f"output={out}", f"shards={shards}", "region=true", f"tile_size={args.tile}",
                f"overlap={args.overlap}", f"batch_size={args.batch}", f"num_threads={threads}", "progress=false",

@@ -225,7 +225,9 @@ def test_a_predict_sweep_of_settings_ends_with_its_jobs_done(checkpoint, tmp_pat
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "2 jobs, 2 done, 0 skipped (finished before), 0 failed" in run.stdout
-    results = [json.loads((tmp_path / "sweep" / str(n) / "results.json").read_text()) for n in range(2)]
+    jobs = sorted((tmp_path / "sweep").glob("*/results.json"))  # job folders are named by their overrides
+    assert len(jobs) == 2 and all("tta=" in job.parent.name for job in jobs)
+    results = [json.loads(job.read_text()) for job in jobs]
     assert [r["summary"]["tiles"] for r in results] == [1, 1]  # one 128 px tile covers a 96 x 80 scene
 
 

@@ -86,7 +86,7 @@ def test_the_wheel_installs_and_runs_from_an_empty_folder(tmp_path):
     assert installed["conf"] == sorted(p.relative_to(source_conf).as_posix() for p in source_conf.rglob("*"))
 
     assert "model: " in rsseg("train", "--help").stdout
-    trained = rsseg("train", "scale=smoke", "logger=none", *SMALL_DATA)
+    trained = rsseg("train", "scale=smoke", *SMALL_DATA)
     noise = re.compile(r"GPU available|TPU available|Seed set|deprecated|weights_only|Total FLOPs")
     assert not noise.findall(trained.stdout + trained.stderr)  # a quiet terminal
     (results_file,) = work.glob("outputs/train/*/*/results.json")
