@@ -133,6 +133,7 @@ def test_ddp_ranks_run_the_rsseg_command(tmp_path, cache_dir):
                      "trainer.sync_batchnorm=false", "trainer.fast_dev_run=true", "logger=none", *SMALL_DATA],
                     tmp_path, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in run.stdout + run.stderr
     (results,) = tmp_path.glob("outputs/train/*/*/results.json")
-    assert json.loads(results.read_text())["steps"] == 1
+    # Lightning's "GLOBAL_RANK: 1, MEMBER: 2/2" stays off the terminal now; results.json says how many ranks ran.
+    recorded = json.loads(results.read_text())
+    assert recorded["world_size"] == 2 and recorded["steps"] == 1
