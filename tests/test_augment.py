@@ -240,7 +240,7 @@ def test_aug_configs_build_and_run_on_a_raw_batch(option):
 
 def test_datamodule_workers_send_raw_windows_that_are_normalised_and_augmented_on_the_device(tmp_path):
     cfg = compose_config("train", [
-        "data.scenes.size=64", "data.scenes.num_scenes=2", "data.scenes.val_scenes=1", f"paths.cache_dir={tmp_path}",
+        "data.scenes.size=64", "data.scenes.num_scenes=3", "data.scenes.val_scenes=1", f"paths.cache_dir={tmp_path}",
         "data.num_workers=0", "data.tile_size=32", "data.batch_size=4",
     ])
     dm = instantiate(cfg.data, augment=Chain([FlipRotate(), RICAP()]))

@@ -172,15 +172,17 @@ def test_checkpoint_on_its_stored_dataset_split(tmp_path, cache_dir):
     data = OmegaConf.to_container(train_cfg.data, resolve=True)
     ckpt = write_checkpoint(tmp_path / "syn.ckpt", conv_model_config(classes=6), data)
     result = evaluate(f"ckpt={ckpt}", f"out_dir={tmp_path / 'run'}", "tile_size=128")
-    assert result["split"] == "val"  # the synthetic data has no test split
-    metrics = result["metrics"]["val"]
-    assert len(result["scenes"]) == 1 and result["scenes"][0]["pixels"] == 256 * 256
+    assert result["split"] == "test"  # of 3 scenes, the last one tests
+    metrics = result["metrics"]["test"]
+    assert [(s["name"], s["pixels"]) for s in result["scenes"]] == [("scene_02", 256 * 256)]
     assert int(np.sum(metrics["confusion"])) == 256 * 256
     assert set(metrics["per_class"]) == set(data["class_names"])
-    # the same dataset named on the command line gives the same matrix
+    # the same dataset named on the command line gives the same matrix; split=val scores the scene before it
     named = evaluate(f"ckpt={ckpt}", "data=synthetic", f"paths.cache_dir={cache_dir}", *SMALL_DATA,
-                     f"out_dir={tmp_path / 'run2'}", "tile_size=128", "split=val")
-    assert named["metrics"]["val"]["confusion"] == metrics["confusion"] and named["data"] == "SyntheticScenes"
+                     f"out_dir={tmp_path / 'run2'}", "tile_size=128", "split=test")
+    assert named["metrics"]["test"]["confusion"] == metrics["confusion"] and named["data"] == "SyntheticScenes"
+    val = evaluate(f"ckpt={ckpt}", f"out_dir={tmp_path / 'run3'}", "tile_size=128", "split=val")
+    assert [s["name"] for s in val["scenes"]] == ["scene_01"] and val["metrics"]["val"]["confusion"] != metrics["confusion"]
 
 
 def test_eval_py_reports_bad_input_in_one_line(tmp_path):

@@ -19,13 +19,14 @@ from tests.test_inference import smooth_image, write_geotiff
 
 PACKAGE = REPO / "src" / "rsseg"
 OLD_RUN = REPO / "tests" / "data" / "run_before_layout"
-# The overrides the old run was trained with (tests/data/run_before_layout/README.md).
+# The overrides the old run was trained with (tests/data/run_before_layout/README.md), and the synthetic data's
+# default of that time: no test scene.
 OLD_OVERRIDES = [
     "model=deeplabv3plus_mobilenetv2", "model/encoder=timm", "model.encoder.name=test_efficientnet",
     "model.encoder.output_stride=null", "model.aspp.out_channels=16", "model.decoder.low_projection=8",
     "model.decoder.channels=16", "data.scenes.size=256", "data.scenes.num_scenes=3", "data.scenes.val_scenes=1",
     "data.tile_size=64", "data.eval_tile_size=64", "data.train_samples_per_epoch=8", "data.batch_size=4",
-    "data.num_workers=0", "trainer.max_epochs=1", "seed=0",
+    "data.num_workers=0", "trainer.max_epochs=1", "seed=0", "data.scenes.test_scenes=0",
 ]
 
 

@@ -84,11 +84,12 @@ def test_prepare_writes_splits_whose_val_and_test_share_no_tile(protocol, tmp_pa
     splits = json.loads((out / "splits.json").read_text())["splits"]
     key = lambda entry: (entry["image"], tuple(entry["window"] or ()))  # noqa: E731
     val, test, train = ({key(e) for e in splits[name]} for name in ("val", "test", "train"))
-    assert val and not val & test and not val & train
+    assert val and test and not val & test and not val & train and not test & train
     if protocol == "random":  # 5 scenes of 4 x 4 tiles: 64 train (6 of them validate), 16 test
         assert (len(train), len(val), len(test)) == (58, 6, 16)
-    else:  # the last 2 scenes validate, none tests
-        assert (len(train), len(val), len(test)) == (3, 2, 0)
+    else:  # scenes 0-1 train, 2-3 validate, 4 tests (whole scenes: no window)
+        assert (len(train), len(val), len(test)) == (2, 2, 1)
+        assert [e["image"].rsplit("/", 1)[-1] for e in splits["test"]] == ["scene_04.tif"]
     # The file prepare says to train with is one the synthetic data config takes.
     suggested = done.stdout.strip().splitlines()[-1].rsplit("train with ", 1)[1]
     assert suggested == f"data.stats_file={out / 'stats.json'}"

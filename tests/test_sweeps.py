@@ -93,10 +93,11 @@ def test_ddp_with_two_cpu_processes_trains_end_to_end_through_train_py(tmp_path,
     assert len(list(work.rglob("results.json"))) == 1
     results = json.loads((runs[0] / "results.json").read_text())
     assert results["config"]["trainer"]["devices"] == 2 and results["epochs"] == 2
-    # The synchronised matrix counts every validation pixel once: one 256 x 256 validation scene.
-    assert sum(map(sum, results["metrics"]["val"]["confusion"])) == 256 * 256
-    assert [s["name"] for s in results["scenes"]["val"]] == ["scene_02"]
-    assert sum(map(sum, results["scenes"]["val"][0]["confusion"])) == 256 * 256
+    # The synchronised matrices count every pixel once: one 256 x 256 scene validates, the next one tests.
+    for split, scene in (("val", "scene_01"), ("test", "scene_02")):
+        assert sum(map(sum, results["metrics"][split]["confusion"])) == 256 * 256
+        assert [s["name"] for s in results["scenes"][split]] == [scene]
+        assert sum(map(sum, results["scenes"][split][0]["confusion"])) == 256 * 256
     assert sorted(p.name for p in (runs[0] / "checkpoints").iterdir())[-1] == "last.ckpt"
 
 
