@@ -118,6 +118,24 @@ def test_wandb_logger_works_offline_without_a_key(train_config, tmp_path, monkey
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
 
 
+def test_results_record_the_commit_the_run_started_from(train_config, monkeypatch):
+    # A checkout that moves on while a long run trains (a commit, an edit) must not be credited with the run.
+    import lightning.pytorch
+
+    checkout = {"commit": "started-here"}
+    monkeypatch.setattr("rsseg._version.git_commit", lambda source=None: checkout["commit"])
+    fit = lightning.pytorch.Trainer.fit
+
+    def fit_then_move_on(self, *args, **kwargs):
+        fit(self, *args, **kwargs)
+        checkout["commit"] = "committed-while-it-trained"
+
+    monkeypatch.setattr(lightning.pytorch.Trainer, "fit", fit_then_move_on)
+    results = train(train_config(*SMALL_MODEL, "trainer.max_steps=1", "trainer.limit_val_batches=1",
+                                 "validate_best=false", "plots=false"))
+    assert checkout["commit"] == "committed-while-it-trained" and results["git_commit"] == "started-here"
+
+
 def test_rsseg_command_without_a_subcommand_prints_usage():
     run = subprocess.run([sys.executable, "-m", "rsseg.cli"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "usage: rsseg {train|eval|predict|prepare|export|models|datasets|tables}" in run.stderr

@@ -189,7 +189,8 @@ def _fit_and_evaluate(cfg: DictConfig) -> dict:
         channels_last=speed.use_channels_last(cfg),
         compile_model=bool(cfg.get("compile", False)),
     )
-    record = run_record(cfg)
+    # The commit is read now: a checkout edited or moved on while the run trains does not change what trained it.
+    record = {**version_stamp(), **run_record(cfg)}
     throughput = TrainThroughput()
     job_loggers = _instantiate_loggers(cfg, out, record)
     try:
@@ -223,7 +224,6 @@ def _run_trainer(cfg, task, datamodule, job_loggers, throughput, record, started
     results = {
         "task": "train",
         "status": "done",
-        **version_stamp(),
         **record,
         "checkpoint": str(Path(ckpt).resolve()) if ckpt else None,
         "selection": selection_record(trainer, datamodule, ckpt),
