@@ -244,6 +244,26 @@ def test_bootstrap_over_seeds_and_paired_difference_agree_with_numpy(tmp_path):
     assert float(rows["c"]["delta:miou:low"]) < 0 < float(rows["c"]["delta:miou:high"])
 
 
+def test_a_difference_with_a_one_seed_row_is_never_starred(tmp_path, capsys):
+    # Row b is far better in every scene, so the interval excludes 0, but b has one seed: the interval resamples
+    # a's seeds and the scenes, not b's seeds, so it cannot carry the star that claims significance.
+    base = [np.array([[20, 9], [7, 15]]), np.array([[12, 6], [8, 25]]), np.array([[30, 4], [5, 11]])]
+    table = {**ABLATION, "rows": ["a", "b"], "marks": ["Better"], "columns": ["miou"], "per_class": ["iou"],
+             "paper": {}}
+    for seed in (0, 1):
+        write_run(tmp_path / "a" / f"seed={seed}", [(c + seed * np.eye(2, dtype=int)).tolist() for c in base],
+                  seed=seed, table=table, row={"name": "a", "label": "A", "marks": {"Better": False}})
+    write_run(tmp_path / "b" / "seed=0", [(c + 40 * np.eye(2, dtype=int)).tolist() for c in base], seed=0,
+              table=table, row={"name": "b", "label": "B", "marks": {"Better": True}})
+    assert tables(tmp_path, "--no-figures", "--format", "csv,md", "--bootstrap", "400", "--seed", "5") == 0
+    rows = {r["row"]: r for r in read_csv(tmp_path / "tables" / "mst_ablation-synthetic-smoke.csv")}
+    assert float(rows["b"]["delta:miou:low"]) > 10 and rows["b"]["delta:miou:significant"] == "false"
+    shown = table_lines((tmp_path / "tables" / "mst_ablation-synthetic-smoke.md").read_text())
+    low, high = float(rows["b"]["delta:miou:low"]), float(rows["b"]["delta:miou:high"])
+    assert shown[1][-1] == f"{float(rows['b']['delta:miou']):+.2f} [{low:+.2f}, {high:+.2f}]§"
+    assert "a difference with a row of one seed (§) gets no *" in capsys.readouterr().out
+
+
 def test_a_dataset_the_paper_did_not_use_has_no_paper_column_but_the_papers_steps(tmp_path):
     spec = {**ABLATION, "direction_from": "vaihingen", "per_class": [],
             "paper": {"vaihingen": {"note": "Table 8", "rows": {"xception": {"miou": 68.62}, "mobilenetv2": {"miou": 64.26},
@@ -310,6 +330,11 @@ def test_rows_two_experiments_share_are_trained_once_and_shown_in_both(tmp_path)
     assert rows["mst_deeplab"]["seeds"] == "0"  # no run in either experiment
     markdown = (tmp_path / "tables" / "mst_compare-synthetic-smoke.md").read_text()
     assert "- row xception: the runs of mst_ablation (the same configuration and seeds; trained once for both tables)" in markdown
+    # Its confusion matrices are drawn once, under the experiment that trained it.
+    assert tables(tmp_path, "--format", "csv", "--bootstrap", "0", "--figure-tiles", "0") == 0
+    confusions = sorted(p.name for p in (tmp_path / "tables" / "figures").glob("*-confusion-*.png"))
+    assert confusions == [f"mst_ablation-synthetic-smoke-confusion-xception-seed{s}.png" for s in (0, 1)] + \
+        [f"mst_compare-synthetic-smoke-confusion-pspnet-seed{s}.png" for s in (0, 1)]
     # Another recipe (a different learning rate) is another training: nothing is shared.
     for seed in (0, 1):
         path = tmp_path / "compare" / "pspnet" / f"seed={seed}" / "results.json"
@@ -495,6 +520,10 @@ def test_figures_are_written_as_png_and_pdf(tmp_path, cache_dir, capsys):
     assert pdf_info((figures / "comparison-synthetic-smoke-iou.pdf").read_bytes(), "Subject") == "\n".join(caption)
     grid = np.asarray(Image.open(figures / "comparison-synthetic-smoke-predictions.png").convert("RGB"))
     assert grid.shape[1] > grid.shape[0] and grid.std() > 20  # 2 tiles x (image, label, 2 predictions)
+    grid_caption = (figures / "comparison-synthetic-smoke-predictions.txt").read_text().splitlines()
+    assert grid_caption[1] == (f"rows shown: unet {tmp_path / 'sweep' / '0' / 'results.json'}; "
+                               f"segnet {tmp_path / 'sweep' / '1' / 'results.json'}")
+    assert grid_caption[2] == "rows left out (checkpoint not on this machine): fcn8s"
     err = capsys.readouterr().err
     assert "row fcn8s has no checkpoint (None); left out of the prediction grid" in err
     assert "wrote 6 table files and 18 figure files" in err

@@ -38,11 +38,12 @@ class Delta:
     diff: float
     low: float
     high: float
-    scenes_only: bool = False
+    scenes_only: bool = False  # one of the two rows has one seed: its seed variance is not in the interval
 
     @property
     def significant(self) -> bool:
-        return self.low > 0 or self.high < 0
+        """The interval excludes 0 and holds both rows' seed variance: scene noise alone never earns a star."""
+        return not self.scenes_only and (self.low > 0 or self.high < 0)
 
 
 def summarise(values: Sequence[float]) -> Estimate | None:
@@ -105,7 +106,8 @@ class SeedSceneBootstrap:
     with :func:`rsseg.metrics.metrics_from_confusion` (the function training reports with) and averages it
     over the drawn seeds. Every row uses the same scene draws, and rows with the same number of seeds the same
     seed draws, so the difference of a row to the row above is paired; it is significant at 95 % when its
-    interval excludes 0. A row with one seed gets a scene-only interval (``scenes_only``).
+    interval excludes 0. A row with one seed gets a scene-only interval (``scenes_only``), and a difference
+    with such a row is never called significant: half of its seed variance is missing.
 
     ``method="percentile"``: the 2.5th to 97.5th percentile of the resampled values; ``"bca"``: Efron's BCa
     interval (:func:`bca_interval`, acceleration from leaving one scene out), which corrects the skew that a

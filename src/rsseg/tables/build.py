@@ -248,7 +248,8 @@ class GroupTables:
                          f"{self.group.data} ({', '.join(self.class_names)})")
         if deltas is not None:
             notes.append(f"Δ {primary.label} vs above: difference of the means to the nearest row above with runs, "
-                         f"[paired 95 % bootstrap interval]; * = the interval excludes 0 (significant at 95 %)")
+                         f"[paired 95 % bootstrap interval]; * = the interval excludes 0 (significant at 95 %); "
+                         f"a difference with a row of one seed (§) gets no *: that row's seed variance is not in it")
         if steps:
             notes.append(f"Δ {primary.label} (paper, {steps_from}): each step of the paper's ablation on {steps_from} "
                          f"(its row minus the row above), beside ours for its direction")

@@ -185,6 +185,8 @@ class GroupFigures:
 
     def confusion_matrices(self) -> None:
         for row in self.rows:
+            if row.shared_from:  # one figure per run: the experiment that trained it draws it
+                continue
             for run in row.runs:
                 split = self.split(row)
                 confusion = run.metrics(split).get("confusion")
@@ -220,11 +222,13 @@ class GroupFigures:
         if count <= 0 or not self.rows:
             return
         tiles, predictions, palette = None, [], None
+        shown, left_out = [], []
         for row in self.rows:
             checkpoint = row.runs[0].payload.get("checkpoint")  # the lowest seed's best checkpoint
             if not checkpoint or not Path(checkpoint).is_file():
                 self.notes.append(f"{self.slug}: row {row.name} has no checkpoint ({checkpoint}); left out of the "
                                   f"prediction grid")
+                left_out.append(row.name)
                 continue
             spec = load_checkpoint(checkpoint)  # a TrainedModel: the network, its classes and stored config
             model, stored = spec.model, spec.config
@@ -235,6 +239,7 @@ class GroupFigures:
             if tiles is None:
                 tiles, palette = ValidationTiles.from_checkpoint_config(stored, spec, count), spec.palette
             predictions.append((row.label, predict_tiles(model, spec, tiles.images)))
+            shown.append(f"{row.name} {shown_path(row.runs[0].path)}")
         if tiles is None:
             self.notes.append(f"{self.slug}: no row has a checkpoint; no prediction grid")
             return
@@ -242,8 +247,12 @@ class GroupFigures:
 
         figure = prediction_grid_figure([stretch(image) for image in tiles.images], tiles.labels, tiles.names,
                                         predictions, self.class_names, colour_table(palette, len(self.class_names)))
-        self.written += self.save(figure, "predictions", f"Image, label and each row's prediction on {count} "
-                                  f"validation tiles ({self.tables.group.data}; each row's lowest seed)")
+        # The grid needs checkpoints, which committed runs do not keep: the caption names what it could draw.
+        caption = (f"Image, label and each row's prediction on {count} validation tiles ({self.tables.group.data}; "
+                   f"each row's lowest seed)\nrows shown: {'; '.join(shown)}")
+        if left_out:
+            caption += f"\nrows left out (checkpoint not on this machine): {', '.join(left_out)}"
+        self.written += self.save(figure, "predictions", caption)
 
     def validation_curves(self) -> None:
         curves = []

@@ -25,6 +25,7 @@ class Row:
     runs: list[RunRecord] = field(default_factory=list)
     failures: list[FailedJob] = field(default_factory=list)
     in_spec: bool = True
+    shared_from: str | None = None  # the experiment whose runs the row shows (trained once for both tables)
 
     @property
     def missing(self) -> bool:
@@ -105,7 +106,7 @@ class RunGroup:
         notes = []
         for name, (experiment, runs) in self.shared.items():
             if name in by_name and not by_name[name].runs:
-                by_name[name].runs = list(runs)
+                by_name[name].runs, by_name[name].shared_from = list(runs), experiment
                 _describe(by_name[name], runs[0].row)
                 notes.append(f"row {name}: the runs of {experiment} (the same configuration and seeds; trained once "
                              f"for both tables)")
