@@ -30,13 +30,16 @@ from rsseg.training.task import SegmentationTask, check_class_count
 
 
 def run_record(cfg: DictConfig) -> dict:
-    """Where a run comes from: its command and overrides, experiment, row and scale, model and data names."""
+    """Where a run comes from: rsseg's version and commit, its command and overrides, experiment, row and scale,
+    model and data names. Read when the run starts: a checkout edited or moved on while it trains does not change
+    what trained it."""
     try:
         overrides = list(HydraConfig.get().overrides.task)
     except ValueError:
         overrides = []
     table = cfg.get("table")
     return {
+        **version_stamp(),
         "command": typed_command(),
         "overrides": overrides,
         "experiment": table.get("name") if table else None,
@@ -104,7 +107,6 @@ def measure_sizes(cfg: DictConfig) -> dict:
     results = {
         "task": "train",
         "status": "done",
-        **version_stamp(),
         **run_record(cfg),
         "sizes": rows,
         "wall_time_s": round(time.perf_counter() - started, 1),
@@ -189,8 +191,7 @@ def _fit_and_evaluate(cfg: DictConfig) -> dict:
         channels_last=speed.use_channels_last(cfg),
         compile_model=bool(cfg.get("compile", False)),
     )
-    # The commit is read now: a checkout edited or moved on while the run trains does not change what trained it.
-    record = {**version_stamp(), **run_record(cfg)}
+    record = run_record(cfg)
     throughput = TrainThroughput()
     job_loggers = _instantiate_loggers(cfg, out, record)
     try:
